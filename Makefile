@@ -1,0 +1,57 @@
+# One Makefile for the inner loop, CI and benchmarks. `make test` works on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: help venv dev lint fmt test test-rust test-python bench demo clean
+
+help:
+	@echo "make test   - set up .venv, build the extension, run cargo test + pytest"
+	@echo "make lint   - ruff, mypy, stubtest, cargo fmt --check, clippy -D warnings"
+	@echo "make bench  - run the benchmarks (peers side by side, ratios)"
+	@echo "make dev    - (re)build the extension into .venv"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet 'maturin>=1.9,<2'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Release build: the benchmarks and the timing-sensitive servers need it, and it takes ~1 min.
+dev: venv
+	$(VENV)/bin/maturin develop --release --quiet --extras test,dev,bench
+
+test-rust:
+	cargo test --quiet
+
+test-python: dev
+	$(PY) -m pytest
+
+test: test-rust test-python
+
+lint: dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest sagebidi_perf._native --allowlist .stubtest-allowlist
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --quiet -- -D warnings
+	cargo clippy --all-targets --features python --quiet -- -D warnings
+
+fmt:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+	cargo fmt --all
+
+bench: dev
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf target $(VENV) python/sagebidi_perf/*.so
