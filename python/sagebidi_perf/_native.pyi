@@ -1,6 +1,6 @@
 # Stubs for the private native module, checked by `mypy.stubtest` (make lint).
 # Each section belongs to one Rust binding module in rust/src/python/.
-from collections.abc import Buffer
+from typing_extensions import Buffer  # collections.abc.Buffer needs Python 3.12
 
 __version__: str
 
