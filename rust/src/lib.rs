@@ -9,6 +9,7 @@ pub mod error;
 pub mod eventstream;
 pub mod keepalive;
 pub mod sigv4;
+pub mod websocket;
 
 #[cfg(feature = "python")]
 pub mod python;

@@ -11,6 +11,7 @@ pub mod errors;
 mod eventstream;
 mod keepalive;
 mod sigv4;
+mod websocket;
 
 #[pymodule]
 #[pyo3(name = "_native")]
@@ -21,5 +22,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     chunker::register(m)?;
     audio::register(m)?;
     keepalive::register(m)?;
+    websocket::register(m)?;
     Ok(())
 }
