@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv dev lint fmt test test-rust test-python bench demo clean
+.PHONY: help venv dev wheel lint fmt test test-rust test-python bench demo clean
 
 help:
 	@echo "make test   - set up .venv, build the extension, run cargo test + pytest"
@@ -27,6 +27,10 @@ venv: $(STAMP)
 # Release build: the benchmarks and the timing-sensitive servers need it, and it takes ~1 min.
 dev: venv
 	$(VENV)/bin/maturin develop --release --quiet --extras test,dev,bench
+
+# The wheel the container image installs (container/Dockerfile).
+wheel: venv
+	$(VENV)/bin/maturin build --release --out dist
 
 test-rust:
 	cargo test --quiet
@@ -51,7 +55,7 @@ fmt:
 	cargo fmt --all
 
 bench: dev
-	$(PY) benchmarks/run.py
+	$(SHELL) benchmarks/setup_peers.sh && $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf target $(VENV) python/sagebidi_perf/*.so

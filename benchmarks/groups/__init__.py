@@ -1,0 +1,1 @@
+"""Benchmark groups. Each module has ``run(cfg) -> dict`` returning one group's JSON section."""

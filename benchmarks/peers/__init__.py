@@ -1,0 +1,1 @@
+"""Peers: the best simple implementation of each kernel's job, run beside ours in one process."""
