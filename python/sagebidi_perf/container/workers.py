@@ -1,0 +1,40 @@
+"""``--workers N``: N server processes sharing one port through SO_REUSEPORT.
+
+The parent starts the children, forwards SIGTERM/SIGINT to them, and exits with the worst exit
+code. Each child is a plain one-process server (``--workers 1 --reuse-port``)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+__all__ = ["run_workers"]
+
+
+def run_workers(child_args: Sequence[str], workers: int) -> int:
+    cmd = [
+        sys.executable,
+        "-m",
+        "sagebidi_perf.container",
+        *child_args,
+        "--workers",
+        "1",
+        "--reuse-port",
+    ]
+    children = [subprocess.Popen(cmd) for _ in range(workers)]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max((abs(code) for code in codes), default=0)

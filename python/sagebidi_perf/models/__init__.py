@@ -1,0 +1,1 @@
+"""Built-in models: ``echo`` and ``transcribe`` (Deepgram-compatible streaming speech-to-text)."""
