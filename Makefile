@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv dev wheel lint fmt test test-rust test-python bench demo clean
+.PHONY: help venv dev wheel lint fmt test test-rust test-python conformance bench demo clean
 
 help:
 	@echo "make test   - set up .venv, build the extension, run cargo test + pytest"
@@ -48,6 +48,11 @@ lint: dev
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo clippy --all-targets --features python --quiet -- -D warnings
+
+# Autobahn|Testsuite (Python 2.7, installed into .venv-autobahn) against the echo container.
+conformance: dev
+	conformance/setup_autobahn.sh
+	$(PY) conformance/run_autobahn.py
 
 fmt:
 	$(VENV)/bin/ruff format .
