@@ -32,7 +32,8 @@ def entrypoint() -> list[str]:
     text = (ROOT / "container" / "Dockerfile").read_text()
     entry = re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)
     cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
-    assert entry and cmd, "ENTRYPOINT and CMD must be in exec form"
+    assert entry, "ENTRYPOINT must be in exec form"
+    assert cmd, "CMD must be in exec form"
     argv: list[str] = [*eval(entry.group(1)), *eval(cmd.group(1))]
     assert argv[0] == "python"
     return [sys.executable, *argv[1:]]
@@ -57,6 +58,15 @@ def start(
     )
     procs.append(proc)
     return proc
+
+
+def child_pids(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+def alive(pid: str) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
 
 
 async def wait_ping(port: int) -> None:
@@ -107,7 +117,7 @@ async def test_sigterm_drains_sessions_then_closes_1001(
         await client.send("during grace")
         assert await client.receive() == "during grace"
         # ...but new connections are refused.
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="all attempts to connect"):
             await http_request(port, "GET", "/ping")
         # At the end of the grace period the session is closed with 1001.
         closed = await client.receive()
@@ -123,7 +133,7 @@ async def test_workers_share_one_port(spawn: list[subprocess.Popen[bytes]]) -> N
     port = free_port()
     proc = start(spawn, "--port", str(port), "--workers", "2")
     await wait_ping(port)
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    children = child_pids(proc.pid)
     assert len(children) == 2
     # Many connections, all served (the kernel spreads them over both workers).
     async with trio.open_nursery() as nursery:
@@ -140,11 +150,7 @@ async def test_workers_share_one_port(spawn: list[subprocess.Popen[bytes]]) -> N
             nursery.start_soon(one)
     proc.send_signal(signal.SIGTERM)
     assert await trio.to_thread.run_sync(proc.wait, 30) == 0
-    for child in children:
-        assert (
-            not Path(f"/proc/{child}").exists()
-            or "zombie" in Path(f"/proc/{child}/status").read_text()
-        )
+    assert not any(alive(child) for child in children)
 
 
 def test_bad_settings_fail_fast_with_a_message() -> None:
