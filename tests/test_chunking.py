@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sagebidi_perf.chunking import (
     FrameIterator,
     audio_pacing_schedule,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sagebidi_perf.errors import InvalidArgumentError
 from sagebidi_perf.keepalive import (
     SAGEMAKER_MAX_MISSED_PINGS,

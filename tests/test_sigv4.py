@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from sagebidi_perf.errors import (
     ChecksumError,
     EventStreamError,
