@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sagebidi_perf import audio
 from sagebidi_perf.errors import InvalidArgumentError, SageBidiError
 
