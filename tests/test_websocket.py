@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from sagebidi_perf.errors import InvalidArgumentError
 from sagebidi_perf.websocket import (
     BINARY,
@@ -437,6 +438,132 @@ def test_client_rejects_masked_frames() -> None:
     assert_failed(ws, ws.receive(frame(0x81, b"hi")), 1002)
 
 
+# -- deferred failure close -------------------------------------------------------------------
+
+
+def assert_failing(ws: WebSocketConnection, events: list[WebSocketEvent], code: int) -> str:
+    """`ws` failed with `code`, reported once and last, queued nothing, and ignores input.
+    Returns the reason."""
+    kind, payload, fin = events[-1]
+    assert (kind, payload[0], fin) == (CLOSE, code, True)
+    assert sum(1 for e in events if e[0] == CLOSE) == 1
+    assert ws.state == "failing"
+    assert ws.failed
+    assert not ws.closed
+    assert (ws.close_code, ws.close_reason) == payload
+    assert ws.outgoing_size == 0
+    # Input is dead: a ping is not reported or answered, data and closes are not delivered.
+    assert ws.receive(frame(0x89, b"ping") + frame(0x81, b"late") + frame(0x88, b"\x03\xe8")) == []
+    assert ws.outgoing_size == 0
+    assert ws.state == "failing"
+    reason: str = payload[1]
+    return reason
+
+
+@pytest.mark.parametrize("step", [None, 1, 5])
+def test_deferred_failure_close_lets_the_reply_go_first(step: int | None) -> None:
+    """Autobahn 3.2: a text message, a frame with RSV2 set and a ping, in one flight."""
+    wire = frame(0x81, b"Hello") + frame(0xA1, b"bad") + frame(0x89)
+    ws = WebSocketConnection(defer_failure_close=True)
+    assert ws.defer_failure_close
+    events = feed(ws, wire, step)
+    assert events[0] == (TEXT, "Hello", True)
+    assert len(events) == 2
+    reason = assert_failing(ws, events, 1002)
+    assert "reserved bits" in reason
+    ws.send("Hello")  # the reply to the message that came before the bad frame
+    ws.send_fragment(b"a", fin=False)
+    ws.ping(b"p")  # control frames too (a keepalive task may still be running)
+    ws.send_fragment(b"b", fin=True)
+    assert not ws.closed
+    ws.close(4000, "ignored")  # the failure's code and reason are sent instead
+    assert ws.state == "closed"
+    assert (ws.close_code, ws.close_reason) == (1002, reason)
+    assert parse_frames(ws.outgoing()) == [
+        (0x81, b"Hello", False),
+        (0x02, b"a", False),
+        (0x89, b"p", False),
+        (0x80, b"b", False),
+        (0x88, struct.pack(">H", 1002) + reason.encode(), False),
+    ]
+    for call in (lambda: ws.send("x"), lambda: ws.ping(), lambda: ws.close()):
+        with pytest.raises(InvalidArgumentError):
+            call()
+    assert ws.receive(frame(0x81, b"after")) == []
+    assert ws.outgoing() == b""
+
+
+def test_without_the_option_the_failure_close_is_queued_at_once() -> None:
+    """The default is unchanged: the Close is queued while parsing, replies are refused."""
+    wire = frame(0x81, b"Hello") + frame(0xA1, b"bad") + frame(0x89)
+    ws = WebSocketConnection()
+    assert not ws.defer_failure_close
+    events = ws.receive(wire)
+    assert events[0] == (TEXT, "Hello", True)
+    with pytest.raises(InvalidArgumentError):
+        ws.send("Hello")
+    assert_failed(ws, events, 1002)
+
+
+@pytest.mark.parametrize(("name", "wire", "code"), VIOLATIONS, ids=[v[0] for v in VIOLATIONS])
+@pytest.mark.parametrize("step", [None, 1])
+def test_every_violation_can_defer_its_close(
+    name: str, wire: bytes, code: int, step: int | None
+) -> None:
+    ws = WebSocketConnection(max_message_size=2 * 2**20, defer_failure_close=True)
+    reason = assert_failing(ws, feed(ws, wire, step), code)
+    ws.close()
+    assert parse_frames(ws.outgoing()) == [(0x88, struct.pack(">H", code) + reason.encode(), False)]
+    assert ws.state == "closed"
+
+
+def test_deferred_failure_close_after_our_close_is_immediate() -> None:
+    """Our Close was already sent: there is nothing to defer, the connection closes at once."""
+    ws = WebSocketConnection(defer_failure_close=True)
+    ws.close(4000, "bye")
+    ws.outgoing()
+    events = ws.receive(frame(0x81, b"in flight") + frame(0xC1, b"x"))
+    assert events[0] == (TEXT, "in flight", True)
+    assert events[1][0] == CLOSE
+    assert events[1][1][0] == 1002
+    assert ws.state == "closed"
+    assert ws.failed
+    assert ws.outgoing() == b""
+
+
+def test_deferred_failure_close_frames_mode_and_client_role() -> None:
+    ws = WebSocketConnection(deliver="frames", defer_failure_close=True)
+    events = ws.receive(
+        frame(0x01, b"one ") + frame(0x00, b"two") + frame(0x80, b"\xff") + frame(0x81, b"never")
+    )
+    assert events[:2] == [(TEXT, b"one ", False), (TEXT, b"two", False)]
+    assert_failing(ws, events, 1007)
+
+    ws = WebSocketConnection(client=True, defer_failure_close=True)
+    events = ws.receive(frame(0x82, b"ok", key=None) + frame(0x81, b"masked"))
+    assert events[0] == (BINARY, b"ok", True)
+    assert_failing(ws, events, 1002)
+    ws.close()
+    [(b0, payload, masked)] = parse_frames(ws.outgoing())
+    assert (b0, payload[:2], masked) == (0x88, struct.pack(">H", 1002), True)
+
+
+def test_wsproto_sees_the_reply_then_the_deferred_close() -> None:
+    ev = pytest.importorskip("wsproto.events")
+    peer = _wsproto("client")
+    ours = WebSocketConnection(defer_failure_close=True)
+    wire = peer.send(ev.TextMessage(data="Hello")) + frame(0xA1, b"bad")
+    for kind, payload, _fin in ours.receive(wire):
+        if kind == TEXT:
+            ours.send(payload)
+    assert ours.state == "failing"
+    ours.close()
+    assert _wsproto_messages(peer, ours.outgoing()) == [
+        ("message", "Hello"),
+        ("close", (1002, ours.close_reason)),
+    ]
+
+
 @pytest.mark.parametrize("deliver", ["messages", "frames"])
 def test_invalid_utf8_fails_before_the_frame_is_complete(deliver: str) -> None:
     """Autobahn 6.4.x: fail at the first invalid byte, not at the end of the frame."""
@@ -541,6 +668,7 @@ def test_repr_and_properties() -> None:
     assert not ws.failed
     assert ws.close_code is None
     assert ws.close_reason is None
+    assert not ws.defer_failure_close
     assert (ws.bytes_in, ws.bytes_out, ws.outgoing_size) == (0, 0, 0)
 
 
@@ -615,17 +743,28 @@ def test_random_messages_and_splits_round_trip(
     cuts=st.lists(st.integers(0, 400), max_size=10),
     client=st.booleans(),
     deliver=st.sampled_from(["messages", "frames"]),
+    defer=st.booleans(),
 )
 def test_random_garbage_never_raises(
-    data: bytes, cuts: list[int], client: bool, deliver: str
+    data: bytes, cuts: list[int], client: bool, deliver: str, defer: bool
 ) -> None:
-    ws = WebSocketConnection(client=client, deliver=deliver, max_message_size=2**16)  # type: ignore[arg-type]
+    ws = WebSocketConnection(
+        client=client,
+        deliver=deliver,  # type: ignore[arg-type]
+        max_message_size=2**16,
+        defer_failure_close=defer,
+    )
     events: list[WebSocketEvent] = []
     for piece in chunks(data, cuts):
         events += ws.receive(piece)
     closes = [e for e in events if e[0] == CLOSE]
     assert len(closes) <= 1
     assert not closes or events[-1] == closes[0]
+    if ws.state == "failing":
+        assert defer
+        assert ws.failed
+        ws.close()
+        assert ws.closed
     for b0, payload, masked in parse_frames(ws.outgoing()):
         assert b0 in (0x88, 0x8A)
         assert masked == client

@@ -26,6 +26,18 @@ Events are plain tuples ``(kind, payload, fin)``:
   queued), or our failure of the connection on a protocol violation (``failed`` is then True and
   a Close frame with 1002, 1007 or 1009 is queued). Nothing follows a CLOSE event.
 
+A peer often sends valid messages and a protocol violation in one flight, so they arrive in one
+``receive()`` batch, after which the failure's Close is already queued and replies can no longer
+precede it. ``WebSocketConnection(defer_failure_close=True)`` keeps it back: on a violation the
+state becomes ``"failing"`` (input is dead, sending still works) until the owner has answered
+what it already received and calls ``close()``, which sends the failure's code and reason::
+
+    for kind, payload, fin in ws.receive(data):
+        ...                                         # enqueue messages as usual
+    if ws.state == "failing":
+        ...                                         # let replies to those messages go out
+        ws.close()                                  # then the failure's Close (e.g. 1002)
+
 Misuse (sending after a close, a bad close code, a control payload over 125 bytes, a new message
 inside an unfinished fragmented one) raises :class:`~sagebidi_perf.errors.InvalidArgumentError`.
 """

@@ -27,6 +27,16 @@
 //! * **Protocol errors** from the peer never raise: they are reported as a close event with
 //!   `local = true` and our code — 1002 (framing), 1007 (invalid UTF-8), 1009 (limits) — a Close
 //!   frame with that code is queued (RFC 6455 §7.1.7), and all further input is ignored.
+//! * **Deferred failure close** ([`Config::defer_failure_close`], off by default). A peer often
+//!   sends valid messages and then a violation in one flight; by default the failure Close is
+//!   queued while the events are parsed, before the application could reply to the messages
+//!   that preceded the bad frame. With the option on, a violation (while no close was sent yet)
+//!   moves the connection to [`State::Failing`] instead: the close event is reported as usual
+//!   and input is dead from the bad frame on (nothing after it is delivered, pings go
+//!   unanswered), but nothing is queued yet and sending stays allowed, so replies go out first.
+//!   The application then calls [`Connection::close`], which queues the Close with the
+//!   failure's code and reason (its own arguments are ignored: the peer must learn why its
+//!   connection failed) and ends the connection ([`State::Closed`]).
 //! * **Limits**, checked from the frame header before any byte of the payload is buffered:
 //!   `max_frame_size` per data frame, `max_message_size` for the sum of a message's fragments,
 //!   `max_fragments` per message. Buffers grow with the bytes that actually arrive, never to a
@@ -155,6 +165,9 @@ pub enum State {
     Open,
     /// We sent a close and wait for the peer's; received data is still delivered.
     Closing,
+    /// Only with [`Config::defer_failure_close`]: the peer violated the protocol, input is
+    /// ignored, sending is still allowed, and [`Connection::close`] queues the failure's Close.
+    Failing,
     /// Both closes were exchanged, or the connection failed: input is ignored, nothing is sent.
     Closed,
 }
@@ -170,6 +183,10 @@ pub struct Config {
     pub max_frame_size: u64,
     /// Most fragments (frames) in one message, at least 1; more is a 1009.
     pub max_fragments: u64,
+    /// On a peer's protocol violation, enter [`State::Failing`] and queue the failure Close
+    /// only when the application calls [`Connection::close`], so that replies to the messages
+    /// received before the bad frame can precede it (see the module notes). Default: off.
+    pub defer_failure_close: bool,
 }
 
 impl Config {
@@ -181,11 +198,17 @@ impl Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_frame_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_fragments: DEFAULT_MAX_FRAGMENTS,
+            defer_failure_close: false,
         }
     }
 
     pub fn delivery(mut self, delivery: Delivery) -> Self {
         self.delivery = delivery;
+        self
+    }
+
+    pub fn defer_failure_close(mut self, defer: bool) -> Self {
+        self.defer_failure_close = defer;
         self
     }
 }
@@ -254,7 +277,8 @@ pub trait Handler {
     fn pong(&mut self, payload: &[u8]);
     /// The connection closed: the peer's close (`local = false`; code 1005 for an empty
     /// payload), or our failure of the connection on a protocol error (`local = true`; a close
-    /// with this code is queued). Reported once; no events follow.
+    /// with this code is queued, or with [`Config::defer_failure_close`] will be by
+    /// [`Connection::close`]). Reported once; no events follow.
     fn close(&mut self, code: u16, reason: &str, local: bool);
     /// Runs `work`, a bulk copy/unmask/validation of about `len` bytes. The default runs it in
     /// place; a binding may run large ones with its interpreter released.
@@ -598,7 +622,7 @@ impl Connection {
     pub fn receive_with<H: Handler>(&mut self, data: &[u8], handler: &mut H) {
         self.bytes_in += data.len() as u64;
         let mut pos = 0usize;
-        while self.state != State::Closed {
+        while matches!(self.state, State::Open | State::Closing) {
             let frame = match self.frame {
                 Some(frame) => frame,
                 None => match self.read_header(data, &mut pos) {
@@ -1028,17 +1052,23 @@ impl Connection {
         handler.close(code, reason, false);
     }
 
-    /// Fails the connection on a peer's protocol violation (RFC 6455 §7.1.7).
+    /// Fails the connection on a peer's protocol violation (RFC 6455 §7.1.7): queues the Close
+    /// now, or, deferred, when the application calls [`Connection::close`].
     fn fail<H: Handler>(&mut self, handler: &mut H, v: Violation) {
-        if !self.close_sent {
+        let defer = self.cfg.defer_failure_close && !self.close_sent;
+        if !self.close_sent && !defer {
             self.write_close(v.code, &v.reason);
             self.close_sent = true;
         }
         self.failed = true;
         self.closed(v.code, &v.reason);
+        if defer {
+            self.state = State::Failing;
+        }
         handler.close(v.code, &v.reason, true);
     }
 
+    /// Ends input: records the close and drops the receive buffers.
     fn closed(&mut self, code: u16, reason: &str) {
         self.state = State::Closed;
         self.close_code = Some(code);
@@ -1119,8 +1149,20 @@ impl Connection {
     /// Starts the close handshake: queues a close with `code` and `reason` (at most 123 bytes)
     /// and moves to [`State::Closing`]. An error once a close was sent: a second close, or
     /// after the peer's close was echoed or the connection failed.
+    ///
+    /// In [`State::Failing`] it queues the Close of the failure instead — its code and reason,
+    /// whatever the arguments — and moves to [`State::Closed`].
     pub fn close(&mut self, code: u16, reason: &str) -> Result<()> {
         self.check_can_send("a close")?;
+        if self.state == State::Failing {
+            let code = self.close_code.unwrap_or(close_code::PROTOCOL_ERROR);
+            let reason = self.close_reason.take().unwrap_or_default();
+            self.write_close(code, &reason);
+            self.close_reason = Some(reason);
+            self.close_sent = true;
+            self.state = State::Closed;
+            return Ok(());
+        }
         if !is_valid_close_code(code) {
             return Err(Error::invalid(format!(
                 "close code {code} may not be sent (valid: 1000-1003, 1007-1014, 3000-4999)"

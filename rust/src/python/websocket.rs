@@ -178,6 +178,14 @@ impl<'py> SendData<'py> {
 /// raises: it yields a `WS_CLOSE` event with our code (1002 framing, 1007 invalid UTF-8, 1009
 /// too big), queues a Close frame with it, sets `failed`, and ends the connection.
 ///
+/// `defer_failure_close=True` lets replies to the messages that came before a violation go out
+/// before the failure's Close (a peer often sends both in one flight, and they arrive in one
+/// `receive()` batch): the `WS_CLOSE` event and `failed` are reported the same way and input is
+/// dead from the bad frame on (later frames, pings included, are ignored), but the connection
+/// enters the `"failing"` state instead of queueing the Close: `send()`, `send_fragment()`,
+/// `ping()` and `pong()` still work, and `close()` queues the Close with the failure's code and
+/// reason (its arguments are ignored) and ends the connection. The owner must call `close()`.
+///
 /// `deliver="messages"` reassembles fragments: one `(WS_TEXT, str, True)` or
 /// `(WS_BINARY, bytes, True)` per message. `deliver="frames"` reports each data frame as it
 /// completes, `(WS_TEXT|WS_BINARY, bytes, fin)` with the message's kind (text frames are UTF-8
@@ -225,7 +233,8 @@ impl PyWebSocketConnection {
         deliver = "messages",
         max_message_size = 16777216,
         max_frame_size = None,
-        max_fragments = 1048576
+        max_fragments = 1048576,
+        defer_failure_close = false
     ))]
     fn new(
         client: bool,
@@ -233,6 +242,7 @@ impl PyWebSocketConnection {
         max_message_size: i64,
         max_frame_size: Option<i64>,
         max_fragments: i64,
+        defer_failure_close: bool,
     ) -> Result<Self, Error> {
         let delivery = match deliver {
             "messages" => Delivery::Messages,
@@ -253,6 +263,7 @@ impl PyWebSocketConnection {
                 None => max_message_size,
             },
             max_fragments: limit(max_fragments, "max_fragments")?,
+            defer_failure_close,
         };
         Ok(PyWebSocketConnection {
             inner: Connection::new(cfg)?,
@@ -335,7 +346,9 @@ impl PyWebSocketConnection {
 
     /// Starts the close handshake with `code` (1000-1003, 1007-1014, 3000-4999) and a reason
     /// of at most 123 UTF-8 bytes. Calling it after a close was sent (ours, or the echo of the
-    /// peer's) is an error: check `closed`/`state` first.
+    /// peer's) is an error: check `closed`/`state` first. In the `"failing"` state it queues the
+    /// failure's Close (`close_code`, `close_reason`; the arguments are ignored) and the state
+    /// becomes `"closed"`.
     #[pyo3(signature = (code = 1000, reason = ""))]
     fn close(&mut self, code: i64, reason: &str) -> Result<(), Error> {
         let code = u16::try_from(code)
@@ -364,23 +377,28 @@ impl PyWebSocketConnection {
         self.inner.outgoing().len()
     }
 
-    /// "open", "closing" (we sent a close and wait for the peer's; data still arrives) or
-    /// "closed" (both closes exchanged, or the connection failed).
+    /// "open", "closing" (we sent a close and wait for the peer's; data still arrives),
+    /// "failing" (only with `defer_failure_close`: the peer violated the protocol, input is
+    /// ignored, `close()` sends the failure's Close) or "closed" (both closes exchanged, or the
+    /// connection failed and its Close is queued).
     #[getter]
     fn state(&self) -> &'static str {
         match self.inner.state() {
             State::Open => "open",
             State::Closing => "closing",
+            State::Failing => "failing",
             State::Closed => "closed",
         }
     }
 
+    /// True in the "closed" state (not yet while "failing").
     #[getter]
     fn closed(&self) -> bool {
         self.inner.state() == State::Closed
     }
 
-    /// True if we failed the connection on a peer's protocol violation (`close_code` is ours).
+    /// True if we failed the connection on a peer's protocol violation (`close_code` is ours;
+    /// the state is "failing" until `close()` if `defer_failure_close`, else "closed").
     #[getter]
     fn failed(&self) -> bool {
         self.inner.failed()
@@ -436,6 +454,11 @@ impl PyWebSocketConnection {
     #[getter]
     fn max_fragments(&self) -> u64 {
         self.inner.config().max_fragments
+    }
+
+    #[getter]
+    fn defer_failure_close(&self) -> bool {
+        self.inner.config().defer_failure_close
     }
 
     fn __repr__(&self) -> String {

@@ -534,7 +534,9 @@ fn random_garbage_never_panics() {
         } else {
             Delivery::Frames
         };
-        let mut cfg = Config::new(role).delivery(delivery);
+        let mut cfg = Config::new(role)
+            .delivery(delivery)
+            .defer_failure_close(round % 8 >= 4);
         cfg.max_message_size = 1 << 16;
         let mut conn = with(cfg);
         let n = rng.usize(0..600);
@@ -554,6 +556,12 @@ fn random_garbage_never_panics() {
             }
             at = end;
         }
+        if conn.state() == State::Failing {
+            assert!(conn.failed());
+            conn.close(1000, "")
+                .expect("failing: close sends the failure");
+            assert_eq!(conn.state(), State::Closed);
+        }
         // Whatever happened, the outgoing bytes are well-formed frames.
         for (b0, payload, masked) in decode_frames(&conn.take_outgoing()) {
             assert!(matches!(b0, 0x88 | 0x8a), "{b0:#x}");
@@ -565,11 +573,12 @@ fn random_garbage_never_panics() {
 
 // -- protocol violations ----------------------------------------------------------------------
 
-#[test]
-fn violations_fail_with_the_right_code() {
+/// Every kind of peer violation: (name, wire bytes, the close code we fail with). Cases named
+/// "2 MiB ..." need `max_message_size = 1 MiB` (see [`violation_config`]).
+fn violation_cases() -> Vec<(&'static str, Vec<u8>, u16)> {
     let mut utf8_bad = cf(0x01, b"ok");
     utf8_bad.extend(cf(0x80, b"\xff"));
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+    vec![
         ("rsv1", cf(0xC1, b"hi"), 1002),
         ("rsv2", cf(0xA1, b"hi"), 1002),
         ("rsv3", cf(0x91, b"hi"), 1002),
@@ -648,12 +657,25 @@ fn violations_fail_with_the_right_code() {
             raw(0x82, &[], Some(KEY), Some(2 << 20)),
             1009,
         ),
-    ];
-    for (name, wire, code) in cases {
-        let mut cfg = Config::new(Role::Server);
-        if name.starts_with("2 MiB") {
-            cfg.max_message_size = 1 << 20;
-        }
+    ]
+}
+
+fn violation_config(name: &str) -> Config {
+    let mut cfg = Config::new(Role::Server);
+    if name.starts_with("2 MiB") {
+        cfg.max_message_size = 1 << 20;
+    }
+    cfg
+}
+
+#[test]
+fn violations_fail_with_the_right_code() {
+    assert!(
+        !Config::new(Role::Server).defer_failure_close,
+        "off by default"
+    );
+    for (name, wire, code) in violation_cases() {
+        let cfg = violation_config(name);
         // Whole, and one byte at a time.
         let mut s = with(cfg.clone());
         let events = s.receive(&wire);
@@ -673,6 +695,162 @@ fn violations_fail_with_the_right_code() {
             "{name}"
         );
     }
+}
+
+// -- deferred failure close -------------------------------------------------------------------
+
+/// Asserts that `conn` is failing with `code`: reported once, last; nothing queued; input dead.
+fn assert_failing(conn: &mut Connection, events: &[Event], code: u16, name: &str) {
+    assert!(
+        matches!(events.last(), Some(Event::Close { code: c, local: true, .. }) if *c == code),
+        "{name}: {events:?}"
+    );
+    let closes = events
+        .iter()
+        .filter(|e| matches!(e, Event::Close { .. }))
+        .count();
+    assert_eq!(closes, 1, "{name}: {events:?}");
+    assert_eq!(conn.state(), State::Failing, "{name}");
+    assert!(conn.failed(), "{name}");
+    assert_eq!(conn.close_code(), Some(code), "{name}");
+    assert!(conn.outgoing().is_empty(), "{name}: nothing queued yet");
+    // Input is dead: a ping is neither reported nor answered, data is not delivered.
+    let late = [cf(0x89, b"ping"), cf(0x81, b"late"), cf(0x88, b"\x03\xe8")].concat();
+    assert!(conn.receive(&late).is_empty(), "{name}");
+    assert!(conn.outgoing().is_empty(), "{name}");
+    assert_eq!(conn.state(), State::Failing, "{name}");
+}
+
+#[test]
+fn deferred_failure_close_lets_replies_precede_it() {
+    // Autobahn 3.2: a text message, then a frame with RSV2 set, then a ping, in one flight.
+    let wire = [cf(0x81, b"Hello"), cf(0xA1, b"bad"), cf(0x89, b"")].concat();
+    let cfg = Config::new(Role::Server).defer_failure_close(true);
+    for split in [wire.len(), 1, 3] {
+        let mut s = with(cfg.clone());
+        let events: Vec<Event> = wire.chunks(split).flat_map(|c| s.receive(c)).collect();
+        assert_eq!(events[0], text("Hello", true), "split {split}");
+        assert_failing(&mut s, &events, 1002, "rsv2");
+        assert_eq!(events.len(), 2);
+        let reason = s.close_reason().expect("failed").to_owned();
+        assert!(reason.contains("reserved bits"), "{reason}");
+
+        // Replies, fragments and control frames may still be sent.
+        s.send(b"Hello", DataKind::Text)
+            .expect("failing allows data");
+        s.send_fragment(b"a", DataKind::Binary, false)
+            .expect("fragment");
+        s.ping(b"p").expect("failing allows a ping");
+        s.send_fragment(b"b", DataKind::Binary, true)
+            .expect("fragment");
+        assert_eq!(s.state(), State::Failing);
+
+        // close() queues the failure's code and reason, whatever its arguments.
+        s.close(4000, "ignored")
+            .expect("failing: close sends the failure");
+        assert_eq!(s.state(), State::Closed);
+        assert_eq!(s.close_code(), Some(1002));
+        assert_eq!(s.close_reason(), Some(reason.as_str()));
+        let frames = decode_frames(&s.take_outgoing());
+        let mut close_payload = 1002u16.to_be_bytes().to_vec();
+        close_payload.extend_from_slice(reason.as_bytes());
+        assert_eq!(
+            frames,
+            [
+                (0x81, b"Hello".to_vec(), false),
+                (0x02, b"a".to_vec(), false),
+                (0x89, b"p".to_vec(), false),
+                (0x80, b"b".to_vec(), false),
+                (0x88, close_payload, false),
+            ]
+        );
+        // Then closed as after any failure.
+        assert!(s.send(b"x", DataKind::Text).is_err());
+        assert!(s.close(1000, "").is_err());
+        assert!(s.receive(&cf(0x81, b"after")).is_empty());
+        assert!(s.outgoing().is_empty());
+    }
+}
+
+#[test]
+fn every_violation_defers_its_close() {
+    for (name, wire, code) in violation_cases() {
+        let cfg = violation_config(name).defer_failure_close(true);
+        let mut s = with(cfg.clone());
+        let events = s.receive(&wire);
+        assert_failing(&mut s, &events, code, name);
+        s.close(1000, "").expect("failing");
+        let frames = decode_frames(&s.take_outgoing());
+        assert_eq!(frames.len(), 1, "{name}: {frames:?}");
+        assert_eq!(frames[0].0, 0x88, "{name}");
+        assert_eq!(&frames[0].1[..2], &code.to_be_bytes(), "{name}");
+        assert!(frames[0].1.len() <= MAX_CONTROL_PAYLOAD, "{name}");
+        assert_eq!(s.state(), State::Closed);
+        // Byte at a time: the same single close event.
+        let mut s = with(cfg);
+        let events: Vec<Event> = wire.iter().flat_map(|b| s.receive(&[*b])).collect();
+        assert_failing(&mut s, &events, code, name);
+    }
+}
+
+#[test]
+fn deferred_failure_close_in_other_modes_and_roles() {
+    // Frames mode: the frames before the bad one are delivered, nothing after it.
+    let wire = [
+        cf(0x01, b"one "),
+        cf(0x00, b"two"),
+        cf(0x80, b"\xff"),
+        cf(0x81, b"never"),
+    ]
+    .concat();
+    let cfg = Config::new(Role::Server)
+        .delivery(Delivery::Frames)
+        .defer_failure_close(true);
+    let mut s = with(cfg);
+    let events = s.receive(&wire);
+    assert_eq!(events[..2], [text("one ", false), text("two", false)]);
+    assert_failing(&mut s, &events, 1007, "frames mode");
+    assert_eq!(events.len(), 3);
+
+    // Client role: the deferred close is masked like every client frame.
+    let mut c = with(Config::new(Role::Client).defer_failure_close(true));
+    let events = c.receive(&[raw(0x82, b"ok", None, None), cf(0x81, b"masked")].concat());
+    assert_eq!(events[0], binary(b"ok", true));
+    assert_failing(&mut c, &events, 1002, "client");
+    c.close(1000, "").expect("failing");
+    let frames = decode_frames(c.outgoing());
+    assert_eq!(frames.len(), 1);
+    assert_eq!((frames[0].0, frames[0].2), (0x88, true));
+    assert_eq!(&frames[0].1[..2], &1002u16.to_be_bytes());
+
+    // A violation after we sent our close: nothing to defer, closed at once (as by default).
+    let mut s = with(Config::new(Role::Server).defer_failure_close(true));
+    s.close(4000, "bye").expect("open");
+    s.take_outgoing();
+    let events = s.receive(&[cf(0x81, b"still delivered"), cf(0xC1, b"x")].concat());
+    assert_eq!(events[0], text("still delivered", true));
+    assert!(matches!(
+        events[1],
+        Event::Close {
+            code: 1002,
+            local: true,
+            ..
+        }
+    ));
+    assert_eq!(s.state(), State::Closed);
+    assert!(s.outgoing().is_empty(), "our close was already sent");
+    assert!(s.close(1000, "").is_err());
+
+    // The peer's valid close is not a failure: echoed at once, with or without the option.
+    let mut s = with(Config::new(Role::Server).defer_failure_close(true));
+    let events = s.receive(&[cf(0x81, b"hi"), cf(0x88, b"\x03\xe8")].concat());
+    assert_eq!(events.len(), 2);
+    assert_eq!(s.state(), State::Closed);
+    assert!(!s.failed());
+    assert_eq!(
+        decode_frames(s.outgoing()),
+        [(0x88, vec![0x03, 0xe8], false)]
+    );
 }
 
 #[test]
