@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv dev wheel lint fmt test test-rust test-python conformance bench demo clean
+.PHONY: help venv dev wheel lint fmt test test-rust test-python conformance interop bench demo clean
 
 help:
 	@echo "make test   - set up .venv, build the extension, run cargo test + pytest"
@@ -54,6 +54,11 @@ conformance: dev
 	conformance/setup_autobahn.sh
 	$(PY) conformance/run_autobahn.py
 
+# The official SageMaker client (Python 3.12 venv .venv-sdk312) against the gateway.
+interop: dev
+	$(SHELL) tests/interop/setup_sdk_venv.sh
+	$(PY) -m pytest tests/test_gateway_interop.py
+
 fmt:
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -61,6 +66,12 @@ fmt:
 
 bench: dev
 	$(SHELL) benchmarks/setup_peers.sh && $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# End to end: our container's echo server beside trio-websocket, websockets, aiohttp and picows
+# (each pinned to a core, load client on the other; ~10 min). Kept out of `make bench`.
+.PHONY: bench-container
+bench-container: dev
+	$(PY) benchmarks/container_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf target $(VENV) python/sagebidi_perf/*.so

@@ -43,6 +43,90 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--log-level", default="INFO")
 
 
+def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "gateway",
+        help="a local SageMaker runtime (router + sidecar) in front of a container",
+        description=(
+            "Serve InvokeEndpointWithBidirectionalStream over TLS + HTTP/2 like "
+            "runtime.sagemaker.<region>.amazonaws.com:8443 and relay each session to a container "
+            "over a WebSocket. Prints the endpoint URL and the SSL_CERT_FILE a client needs."
+        ),
+    )
+    p.add_argument(
+        "--upstream", help="default container for every endpoint name, e.g. ws://127.0.0.1:8080"
+    )
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=ws://HOST:PORT",
+        help="container of one endpoint name (repeatable)",
+    )
+    p.add_argument("--host", help="address to bind [default: 127.0.0.1]")
+    p.add_argument("--port", type=int, help="port [default: 8443]")
+    p.add_argument(
+        "--cert-dir", help="local CA and server certificate [default: ~/.sagebidi/gateway-certs]"
+    )
+    p.add_argument(
+        "--cert-host",
+        action="append",
+        default=[],
+        help="extra DNS name or IP for the server certificate (repeatable)",
+    )
+    p.add_argument("--access-key-id", help="accepted key id [default: $AWS_ACCESS_KEY_ID]")
+    p.add_argument("--secret-access-key", help="its secret [default: $AWS_SECRET_ACCESS_KEY]")
+    p.add_argument(
+        "--no-auth", action="store_true", default=None, help="accept unsigned/any-key requests"
+    )
+    p.add_argument("--region", help="SigV4 region [default: $AWS_REGION or us-west-2]")
+    p.add_argument(
+        "--ping-interval", type=float, help="seconds between pings to the container [default: 60]"
+    )
+    p.add_argument("--ping-misses", type=int, help="unanswered pings before closing [default: 5]")
+    p.add_argument(
+        "--max-session-seconds", type=float, help="end sessions after N seconds [default: none]"
+    )
+    p.add_argument("--log-level", default="INFO")
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    import trio
+
+    from sagebidi_perf.gateway import GatewayServer, GatewaySettings, serve
+
+    try:
+        settings = GatewaySettings.from_env(
+            upstream=args.upstream,
+            endpoint_specs=args.endpoint,
+            access_key_id=args.access_key_id,
+            secret_access_key=args.secret_access_key,
+            host=args.host,
+            port=args.port,
+            cert_dir=args.cert_dir,
+            cert_hosts=tuple(args.cert_host) or None,
+            no_auth=args.no_auth,
+            region=args.region,
+            ping_interval=args.ping_interval,
+            ping_misses=args.ping_misses,
+            max_session_seconds=args.max_session_seconds,
+        )
+    except ValueError as exc:
+        print(f"sagebidi gateway: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(server: GatewayServer) -> None:
+        print(server.endpoint_url)
+        print(f"SSL_CERT_FILE={server.ca_file}", flush=True)
+
+    try:
+        trio.run(lambda: serve(settings, handle_signals=True, on_ready=ready))
+    except OSError as exc:
+        print(f"sagebidi gateway: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from sagebidi_perf.container.settings import ServerSettings
 
@@ -105,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sagebidi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    _add_gateway(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO").upper(),
@@ -112,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "serve":
         return _serve(args, argv)
+    if args.command == "gateway":
+        return _gateway(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 2
 
