@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import concurrent.futures
 import datetime
 import json
 import pickle
 import struct
+import sys
 import types
 import uuid
 import zlib
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from sagebidi_perf.errors import (
     ChecksumError,
     EventStreamError,
@@ -566,6 +569,128 @@ def test_message_object() -> None:
         m.payload = b""  # type: ignore[misc]
     with pytest.raises(TypeError):
         type("Sub", (Message,), {})
+
+
+# --------------------------------------------------------------------------------------------
+# Shared strings and the header caches (repeated blocks, repeated header dicts)
+# --------------------------------------------------------------------------------------------
+
+PAYLOAD_PART = {
+    ":message-type": "event",
+    ":event-type": "PayloadPart",
+    "DataType": "BINARY",
+    "CompletionState": "PARTIAL",
+    ":content-type": "application/octet-stream",
+}
+
+
+def str_block(headers: dict[str, str] | list[tuple[str, str]]) -> bytes:
+    """The header block of string headers (a test's own encoder)."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    out = b""
+    for name, value in items:
+        n, v = name.encode(), value.encode()
+        out += bytes([len(n)]) + n + b"\x07" + struct.pack(">H", len(v)) + v
+    return out
+
+
+def test_headers_is_a_new_dict_on_every_access() -> None:
+    # The same block many times over (the case the header cache serves), through both decoders:
+    # every access gives a new dict, and changing one changes nothing else.
+    wire = [encode_message(PAYLOAD_PART, bytes([i]) * i) for i in range(6)]
+    messages = [decode_message(w) for w in wire] + decode_all(b"".join(wire))
+    for m in messages:
+        h = m.headers
+        assert h == PAYLOAD_PART
+        assert m.headers is not h
+        h["DataType"] = "UTF8"
+        del h[":event-type"]
+        assert m.headers == PAYLOAD_PART
+        assert m.header("DataType") == "BINARY"
+        assert m.header("absent", 5) == 5
+        assert m.header("absent") is None
+    typed = {"flag": True, "n": (HeaderType.SHORT, 7), "big": 2**40, "s": "x"}
+    for m in [decode_message(encode_message(typed)) for _ in range(4)]:
+        h = m.headers
+        h["n"] = 8
+        assert m.headers == {"flag": True, "n": 7, "big": 2**40, "s": "x"}
+        assert [t for _, t, _ in m.header_items()] == [0, 3, 5, 7]
+
+
+def test_known_names_and_values_are_shared_interned_strings() -> None:
+    a = decode_message(encode_message(PAYLOAD_PART, b"a")).headers
+    b = decode_all(encode_message(PAYLOAD_PART, b"bb"))[0].headers
+    for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+        assert ka is kb
+        assert va is vb
+        assert ka is sys.intern(ka)
+        assert va is sys.intern(va)
+    # Other strings come through as sent.
+    for _ in range(4):
+        assert decode_message(encode_message({"x-name": "vé"})).headers == {"x-name": "vé"}
+
+
+def test_a_cached_block_vouches_for_identical_blocks_only() -> None:
+    good = str_block({"DataType": "BINARY", "CompletionState": "PARTIAL"})
+    for _ in range(4):  # seen, cached, then served from the cache
+        assert decode_message(frame(good, b"p")).headers["DataType"] == "BINARY"
+        assert decode_all(frame(good, b"p"))[0].header("CompletionState") == "PARTIAL"
+    # Blocks of the same length: invalid UTF-8 one byte apart, then a duplicate name. Both are
+    # checked as usual.
+    bad_utf8 = good.replace(b"BINARY", b"BIN\xffRY")
+    duplicate = str_block([("DataType", "BINARY"), ("DataType", "X" * 14)])
+    assert len(bad_utf8) == len(duplicate) == len(good)
+    for block, text in ((bad_utf8, "not valid UTF-8"), (duplicate, "duplicate header name")):
+        with pytest.raises(MalformedMessageError, match=text):
+            decode_message(frame(block, b"p"))
+        with pytest.raises(MalformedMessageError, match=text):
+            decode_all(frame(block, b"p"))
+
+
+def test_encoding_repeated_header_dicts() -> None:
+    # The same dict (the case the encode cache serves) encodes the same bytes every time, and
+    # changes to it, or another dict with equal text, are encoded as they are.
+    payload = b"\x01" * 100
+    headers = dict(PAYLOAD_PART)
+    for _ in range(4):
+        assert encode_message(headers, payload) == frame(str_block(headers), payload)
+        assert Message(headers, payload).encode() == frame(str_block(headers), payload)
+    headers["DataType"] = "UTF8"
+    for _ in range(3):
+        assert encode_message(headers, payload) == frame(str_block(headers), payload)
+    fresh = {"".join([k]): "".join([v]) for k, v in headers.items()}  # equal text, new objects
+    assert fresh == headers
+    assert encode_message(fresh, payload) == encode_message(headers, payload)
+    reordered = dict(reversed(list(headers.items())))
+    assert encode_message(reordered, payload) == frame(str_block(reordered), payload)
+
+    class S(str):
+        pass
+
+    sub = {S(k): S(v) for k, v in headers.items()}
+    for _ in range(3):
+        assert encode_message(sub, payload) == encode_message(headers, payload)
+    # Many dicts of fresh strings, each encoded a few times: old strings are freed and their
+    # addresses reused by new ones with other text; every result must still be exact.
+    for i in range(300):
+        h = {"n": f"v{i}", f"k{i % 7}": str(i) * (i % 5)}
+        for _ in range(2 + i % 2):
+            assert encode_message(h, b"") == frame(str_block(h))
+
+
+def test_codec_from_many_threads() -> None:
+    # The caches are shared by all threads: results stay exact under concurrent use.
+    def work(n: int) -> None:
+        for i in range(400):
+            h = dict(PAYLOAD_PART, DataType="UTF8" if (i + n) % 3 else "BINARY", P="x" * (i % 4))
+            wire = encode_message(h, bytes([n]) * i)
+            m = decode_message(wire)
+            assert (m.headers, m.payload) == (h, bytes([n]) * i)
+            assert wire == frame(str_block(h), bytes([n]) * i)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for f in [pool.submit(work, n) for n in range(8)]:
+            f.result()
 
 
 def test_zero_length_everything() -> None:

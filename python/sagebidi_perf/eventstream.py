@@ -20,6 +20,14 @@ a type (timestamps then also take ``int`` milliseconds and uuids 16 bytes).
 :meth:`Message.header_items` gives ``(name, type_code, value)`` with timestamps as ``int``
 milliseconds, so typed round trips are byte-exact.
 
+:attr:`Message.headers` is a new ``dict`` on every access (changing it changes nothing else;
+keep it rather than reading the property in a loop, or use :meth:`Message.header` for one
+value). The names and values SageMaker streams use (``":event-type"``, ``"PayloadPart"``,
+``"DataType"``, ``"BINARY"``, ...) come back as shared interned strings. Streams repeat a few
+header sets, and the codec keeps small caches for them: a header dict of the very same ``str``
+objects is encoded from its cached block, and a repeated header block is neither checked again
+nor built again (its dict is copied).
+
 Decoding is strict and every fault is a :class:`~sagebidi_perf.errors.EventStreamError` with the
 stream ``offset``: :class:`~sagebidi_perf.errors.ChecksumError` (prelude or message CRC),
 :class:`~sagebidi_perf.errors.MessageTooLargeError` (payload > 16 MiB, header block > 128 KiB,

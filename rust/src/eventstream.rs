@@ -32,10 +32,19 @@
 //! Error offsets count from the first byte given to the decoder: checksum, size and truncation
 //! errors give the offset of the message's first byte, header errors the offset of the faulty
 //! field. Encoding errors give offsets inside the message being built.
+//!
+//! For bindings that convert headers to and from another object model, besides the plain API:
+//! [`HeaderBlockBuilder`] encodes a header block one header at a time (checks included, no
+//! intermediate list), [`write_message_uninit`] writes a message into memory that was never
+//! initialised (a fresh Python `bytes`), [`RawHeaderIter`] walks a checked block without checking
+//! its UTF-8 again, and [`decode_message_ref_known`] / [`Decoder::feed_with_known`] skip the
+//! header check of a block the caller has seen checked before. The header check itself parses
+//! each header once and checks UTF-8 once per block when the block is all ASCII (the usual case).
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use crate::{Error, Result};
 
@@ -416,31 +425,256 @@ impl SliceWriter<'_> {
     }
 }
 
+/// Writes one header whose lengths were checked (name ≤ 255 bytes, value ≤ 32767 bytes).
+#[inline]
+fn write_header(w: &mut SliceWriter<'_>, name: &str, value: HeaderValueRef<'_>) {
+    w.put(&[name.len() as u8]);
+    w.put(name.as_bytes());
+    w.put(&[value.header_type().code()]);
+    match value {
+        HeaderValueRef::Bool(_) => {}
+        HeaderValueRef::Byte(v) => w.put(&v.to_be_bytes()),
+        HeaderValueRef::Short(v) => w.put(&v.to_be_bytes()),
+        HeaderValueRef::Int(v) => w.put(&v.to_be_bytes()),
+        HeaderValueRef::Long(v) | HeaderValueRef::Timestamp(v) => w.put(&v.to_be_bytes()),
+        HeaderValueRef::Bytes(v) => {
+            w.put(&(v.len() as u16).to_be_bytes());
+            w.put(v);
+        }
+        HeaderValueRef::String(v) => {
+            w.put(&(v.len() as u16).to_be_bytes());
+            w.put(v.as_bytes());
+        }
+        HeaderValueRef::Uuid(v) => w.put(&v),
+    }
+}
+
 fn write_headers<H: AsHeader>(headers: &[H], w: &mut SliceWriter<'_>) {
     for h in headers {
-        let name = h.header_name();
-        let value = h.header_value();
-        // Lengths were checked by `headers_encoded_len`: name ≤ 255, values ≤ 32767.
-        w.put(&[name.len() as u8]);
-        w.put(name.as_bytes());
-        w.put(&[value.header_type().code()]);
-        match value {
-            HeaderValueRef::Bool(_) => {}
-            HeaderValueRef::Byte(v) => w.put(&v.to_be_bytes()),
-            HeaderValueRef::Short(v) => w.put(&v.to_be_bytes()),
-            HeaderValueRef::Int(v) => w.put(&v.to_be_bytes()),
-            HeaderValueRef::Long(v) | HeaderValueRef::Timestamp(v) => w.put(&v.to_be_bytes()),
-            HeaderValueRef::Bytes(v) => {
-                w.put(&(v.len() as u16).to_be_bytes());
-                w.put(v);
-            }
-            HeaderValueRef::String(v) => {
-                w.put(&(v.len() as u16).to_be_bytes());
-                w.put(v.as_bytes());
-            }
-            HeaderValueRef::Uuid(v) => w.put(&v),
+        // Lengths were checked by `headers_encoded_len`.
+        write_header(w, h.header_name(), h.header_value());
+    }
+}
+
+/// Header blocks up to this many bytes are built by [`HeaderBlockBuilder`] without allocating.
+const INLINE_BLOCK: usize = 512;
+/// Names [`HeaderBlockBuilder`] checks for duplicates without allocating.
+const INLINE_NAMES: usize = 16;
+
+/// Encodes a header block one header at a time, checking each header as it comes with the rules
+/// of [`headers_encoded_len`] (same errors), so that a caller converting headers from another
+/// representation needs no intermediate list and no second pass. Blocks up to 512 bytes live
+/// inline (no allocation).
+pub struct HeaderBlockBuilder {
+    inline: [u8; INLINE_BLOCK],
+    /// The whole block once it outgrows `inline` (then `inline` is unused).
+    spilled: Vec<u8>,
+    len: usize,
+    /// Start and length of the first names, for the duplicate check.
+    name_at: [u32; INLINE_NAMES],
+    name_len: [u8; INLINE_NAMES],
+    name_count: usize,
+    /// Every name, once there are more than `INLINE_NAMES`.
+    many_names: Option<HashSet<Vec<u8>>>,
+}
+
+impl fmt::Debug for HeaderBlockBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderBlockBuilder")
+            .field("len", &self.len)
+            .field("headers", &self.name_count)
+            .finish()
+    }
+}
+
+impl Default for HeaderBlockBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeaderBlockBuilder {
+    pub fn new() -> Self {
+        HeaderBlockBuilder {
+            inline: [0; INLINE_BLOCK],
+            spilled: Vec::new(),
+            len: 0,
+            name_at: [0; INLINE_NAMES],
+            name_len: [0; INLINE_NAMES],
+            name_count: 0,
+            many_names: None,
         }
     }
+
+    /// The block built so far.
+    pub fn block(&self) -> &[u8] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+
+    /// Number of headers added.
+    pub fn header_count(&self) -> usize {
+        self.name_count
+    }
+
+    /// The `i`th name (`i` < `INLINE_NAMES`).
+    fn inline_name<'b>(&self, block: &'b [u8], i: usize) -> Option<&'b [u8]> {
+        let at = *self.name_at.get(i)? as usize;
+        block.get(at..at + usize::from(*self.name_len.get(i)?))
+    }
+
+    /// True if a header called `name` was added.
+    fn has_name(&self, name: &[u8]) -> bool {
+        match &self.many_names {
+            Some(set) => set.contains(name),
+            None => {
+                let block = self.block();
+                (0..self.name_count).any(|i| {
+                    usize::from(self.name_len[i]) == name.len()
+                        && self.inline_name(block, i) == Some(name)
+                })
+            }
+        }
+    }
+
+    /// Records the name of the header just written at `at`.
+    fn record_name(&mut self, name: &[u8], at: usize) {
+        if let Some(set) = self.many_names.as_mut() {
+            set.insert(name.to_vec());
+        } else if self.name_count < INLINE_NAMES {
+            // The name follows its one-byte length.
+            self.name_at[self.name_count] = at as u32 + 1;
+            self.name_len[self.name_count] = name.len() as u8;
+        } else {
+            let block = self.block();
+            let mut set: HashSet<Vec<u8>> = (0..INLINE_NAMES)
+                .filter_map(|i| self.inline_name(block, i).map(<[u8]>::to_vec))
+                .collect();
+            set.insert(name.to_vec());
+            self.many_names = Some(set);
+        }
+    }
+
+    /// Appends one header. On error the block is unchanged.
+    pub fn push(&mut self, name: &str, value: HeaderValueRef<'_>) -> Result<()> {
+        let at = self.len;
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN {
+            return Err(Error::invalid(format!(
+                "event-stream header name must be 1 to {MAX_HEADER_NAME_LEN} bytes of UTF-8, got {} bytes",
+                name.len()
+            )));
+        }
+        if self.has_name(name.as_bytes()) {
+            return Err(Error::invalid(format!(
+                "duplicate event-stream header name {name:?}"
+            )));
+        }
+        if let HeaderValueRef::Bytes(v) = value {
+            check_value_len(v.len(), at)?;
+        } else if let HeaderValueRef::String(v) = value {
+            check_value_len(v.len(), at)?;
+        }
+        let size = 2 + name.len() + value.wire_len();
+        let end = at + size;
+        if end > MAX_HEADERS_LEN {
+            return Err(Error::TooLarge {
+                offset: PRELUDE_LEN as u64,
+                what: "headers",
+                size: end as u64,
+                limit: MAX_HEADERS_LEN as u64,
+            });
+        }
+        let buf = if self.spilled.is_empty() && end <= INLINE_BLOCK {
+            &mut self.inline[at..end]
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.reserve(end.max(2 * INLINE_BLOCK));
+                self.spilled.extend_from_slice(&self.inline[..at]);
+            }
+            self.spilled.resize(end, 0);
+            &mut self.spilled[at..end]
+        };
+        write_header(&mut SliceWriter { buf, pos: 0 }, name, value);
+        self.len = end;
+        self.record_name(name.as_bytes(), at);
+        self.name_count += 1;
+        Ok(())
+    }
+}
+
+/// Length of a whole message with a header block of `headers_len` bytes (at most 128 KiB) and a
+/// payload of `payload_len` bytes: [`Error::TooLarge`] if the payload is over 16 MiB.
+pub fn message_len(headers_len: usize, payload_len: usize) -> Result<usize> {
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(Error::TooLarge {
+            offset: 0,
+            what: "payload",
+            size: payload_len as u64,
+            limit: MAX_PAYLOAD_LEN as u64,
+        });
+    }
+    if headers_len > MAX_HEADERS_LEN {
+        return Err(Error::TooLarge {
+            offset: PRELUDE_LEN as u64,
+            what: "headers",
+            size: headers_len as u64,
+            limit: MAX_HEADERS_LEN as u64,
+        });
+    }
+    Ok(MESSAGE_OVERHEAD + headers_len + payload_len)
+}
+
+/// Copies `src` into the start of `dst` (bytes, or possibly uninitialised bytes, made by
+/// `wrap`); returns the rest of `dst`.
+#[inline(always)]
+fn put_bytes<'a, T>(dst: &'a mut [T], src: &[u8], wrap: fn(u8) -> T) -> &'a mut [T] {
+    let (head, rest) = dst.split_at_mut(src.len());
+    // The compiler turns this loop into one memcpy.
+    for (d, s) in head.iter_mut().zip(src) {
+        *d = wrap(*s);
+    }
+    rest
+}
+
+/// [`write_message_uninit`] and [`encode_raw_to_slice`]: one code path for both kinds of output.
+#[inline(always)]
+fn write_message_to<T>(header_block: &[u8], payload: &[u8], out: &mut [T], wrap: fn(u8) -> T) {
+    let total = out.len();
+    assert_eq!(
+        total,
+        MESSAGE_OVERHEAD + header_block.len() + payload.len(),
+        "event-stream message writer: wrong output length"
+    );
+    let mut prelude = [0u8; PRELUDE_LEN];
+    prelude[..4].copy_from_slice(&(total as u32).to_be_bytes());
+    prelude[4..8].copy_from_slice(&(header_block.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&prelude[..8]);
+    prelude[8..].copy_from_slice(&prelude_crc.to_be_bytes());
+    let mut hasher = crc32fast::Hasher::new_with_initial(prelude_crc);
+    hasher.update(&prelude[8..]);
+    hasher.update(header_block);
+    hasher.update(payload);
+    let message_crc = hasher.finalize().to_be_bytes();
+    let rest = put_bytes(out, &prelude, wrap);
+    let rest = put_bytes(rest, header_block, wrap);
+    let rest = put_bytes(rest, payload, wrap);
+    let rest = put_bytes(rest, &message_crc, wrap);
+    debug_assert!(rest.is_empty());
+}
+
+/// Writes a message from an encoded header block (built by [`HeaderBlockBuilder`] or checked by
+/// [`check_header_block`]) into `out`, whose length must be exactly
+/// [`message_len`]`(header_block.len(), payload.len())`. `out` may be uninitialised memory (a
+/// fresh Python `bytes`, say): every byte of it is written exactly once and none is read, so no
+/// zero-filling is needed. The CRCs are computed from `header_block` and `payload`.
+///
+/// # Panics
+/// If `out` has another length.
+pub fn write_message_uninit(header_block: &[u8], payload: &[u8], out: &mut [MaybeUninit<u8>]) {
+    write_message_to(header_block, payload, out, MaybeUninit::new);
 }
 
 /// Encodes one message into `out`, whose length must be exactly
@@ -480,23 +714,7 @@ pub fn encode_to_slice<H: AsHeader>(
 /// # Panics
 /// If `out` has another length.
 pub fn encode_raw_to_slice(header_block: &[u8], payload: &[u8], out: &mut [u8]) {
-    let total = out.len();
-    assert_eq!(
-        total,
-        MESSAGE_OVERHEAD + header_block.len() + payload.len(),
-        "encode_raw_to_slice: wrong output length"
-    );
-    let mut w = SliceWriter { buf: out, pos: 0 };
-    w.put(&(total as u32).to_be_bytes());
-    w.put(&(header_block.len() as u32).to_be_bytes());
-    let prelude_crc = crc32fast::hash(&w.buf[..8]);
-    w.put(&prelude_crc.to_be_bytes());
-    w.put(header_block);
-    w.put(payload);
-    let mut hasher = crc32fast::Hasher::new_with_initial(prelude_crc);
-    hasher.update(&w.buf[8..total - 4]);
-    let message_crc = hasher.finalize();
-    w.put(&message_crc.to_be_bytes());
+    write_message_to(header_block, payload, out, |b| b);
 }
 
 /// Appends one encoded message to `out`.
@@ -651,6 +869,11 @@ impl<'a> MessageRef<'a> {
         }
     }
 
+    /// The headers with names and string values as bytes (checked UTF-8, not checked again).
+    pub fn raw_headers(&self) -> RawHeaderIter<'a> {
+        RawHeaderIter::new(self.header_block)
+    }
+
     /// The value of the header called `name`.
     pub fn header(&self, name: &str) -> Option<HeaderValueRef<'a>> {
         self.headers().find(|h| h.name == name).map(|h| h.value)
@@ -706,13 +929,13 @@ impl<'a> Iterator for HeaderIter<'a> {
         if self.pos >= self.block.len() {
             return None;
         }
-        match parse_header(self.block, self.pos) {
-            Ok((raw, next)) => {
+        match parse_header_fast(self.block, self.pos) {
+            Some((raw, next)) => {
                 self.pos = next;
                 raw.to_header_ref()
             }
             // Unreachable for a checked block; stop rather than loop.
-            Err(_) => {
+            None => {
                 self.pos = self.block.len();
                 None
             }
@@ -775,11 +998,23 @@ fn fixed<const N: usize>(s: &[u8]) -> [u8; N] {
     a
 }
 
-/// True if `b` is UTF-8; the usual all-ASCII case is checked with a loop the compiler
-/// vectorises (`str::from_utf8` is slow on the short strings headers hold).
+/// True if every byte of `b` is ASCII: eight bytes at a time (the compiler vectorises the
+/// loop), which beats `str::from_utf8` on the short strings headers hold.
+#[inline]
+fn is_ascii(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    let mut acc = 0u64;
+    for w in words.by_ref() {
+        acc |= u64::from_ne_bytes(fixed(w));
+    }
+    let tail = words.remainder().iter().fold(0u8, |a, &c| a | c);
+    (acc & 0x8080_8080_8080_8080) == 0 && tail < 0x80
+}
+
+/// True if `b` is UTF-8 (ASCII checked first: the usual case).
 #[inline]
 fn is_utf8(b: &[u8]) -> bool {
-    b.iter().fold(0u8, |acc, &c| acc | c) < 0x80 || std::str::from_utf8(b).is_ok()
+    is_ascii(b) || std::str::from_utf8(b).is_ok()
 }
 
 /// One header as found in the block, checked (lengths, type, UTF-8) but not yet converted.
@@ -792,11 +1027,10 @@ struct RawHeader<'a> {
 }
 
 impl<'a> RawHeader<'a> {
-    /// The typed view. `None` only if the UTF-8 check was bypassed, which cannot happen.
-    fn to_header_ref(self) -> Option<HeaderRef<'a>> {
-        let name = std::str::from_utf8(self.name).ok()?;
+    /// The value, with a string value left as its bytes.
+    fn raw_value(self) -> RawValue<'a> {
         let d = self.data;
-        let value = match self.ty {
+        RawValue::Other(match self.ty {
             HeaderType::BoolTrue => HeaderValueRef::Bool(true),
             HeaderType::BoolFalse => HeaderValueRef::Bool(false),
             HeaderType::Byte => HeaderValueRef::Byte(i8::from_be_bytes(fixed(d))),
@@ -806,9 +1040,75 @@ impl<'a> RawHeader<'a> {
             HeaderType::Timestamp => HeaderValueRef::Timestamp(i64::from_be_bytes(fixed(d))),
             HeaderType::Uuid => HeaderValueRef::Uuid(fixed(d)),
             HeaderType::Bytes => HeaderValueRef::Bytes(d),
-            HeaderType::String => HeaderValueRef::String(std::str::from_utf8(d).ok()?),
+            HeaderType::String => return RawValue::String(d),
+        })
+    }
+
+    /// The typed view. `None` only if the UTF-8 check was bypassed, which cannot happen.
+    fn to_header_ref(self) -> Option<HeaderRef<'a>> {
+        let name = std::str::from_utf8(self.name).ok()?;
+        let value = match self.raw_value() {
+            RawValue::String(s) => HeaderValueRef::String(std::str::from_utf8(s).ok()?),
+            RawValue::Other(v) => v,
         };
         Some(HeaderRef { name, value })
+    }
+}
+
+/// A header value of a checked block, a string value left as its bytes (valid UTF-8: the block
+/// was checked) so that a caller building its own string object converts it only once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RawValue<'a> {
+    /// A string value's bytes (UTF-8, checked).
+    String(&'a [u8]),
+    /// Any other value.
+    Other(HeaderValueRef<'a>),
+}
+
+/// A header of a checked block, its name as bytes (UTF-8, checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RawHeaderRef<'a> {
+    pub name: &'a [u8],
+    pub value: RawValue<'a>,
+}
+
+/// Iterates over a header block checked earlier by [`check_header_block`], without checking
+/// its UTF-8 again (see [`RawValue`]).
+#[derive(Debug, Clone)]
+pub struct RawHeaderIter<'a> {
+    block: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> RawHeaderIter<'a> {
+    /// Iterates over `block`, which [`check_header_block`] accepted (on any other block it
+    /// stops at the first structural fault and may yield names or strings that are not UTF-8).
+    pub fn new(block: &'a [u8]) -> Self {
+        RawHeaderIter { block, pos: 0 }
+    }
+}
+
+impl<'a> Iterator for RawHeaderIter<'a> {
+    type Item = RawHeaderRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RawHeaderRef<'a>> {
+        if self.pos >= self.block.len() {
+            return None;
+        }
+        match parse_header_fast(self.block, self.pos) {
+            Some((raw, next)) => {
+                self.pos = next;
+                Some(RawHeaderRef {
+                    name: raw.name,
+                    value: raw.raw_value(),
+                })
+            }
+            None => {
+                self.pos = self.block.len();
+                None
+            }
+        }
     }
 }
 
@@ -819,6 +1119,59 @@ fn show(name: &[u8]) -> String {
 
 /// Parses and checks the header starting at `pos` of a header block; returns it and the next
 /// position.
+/// The header starting at `pos` of a header block and the next position, if it is well formed
+/// (UTF-8 not checked); `None` for any fault, which [`header_fault`] then describes. This is the
+/// hot path of every decode: no error is built here.
+#[inline]
+fn parse_header_fast(block: &[u8], pos: usize) -> Option<(RawHeader<'_>, usize)> {
+    let name_len = *block.get(pos)? as usize;
+    if name_len == 0 {
+        return None;
+    }
+    let name_end = pos + 1 + name_len;
+    let name = block.get(pos + 1..name_end)?;
+    let code = *block.get(name_end)?;
+    let at = name_end + 1;
+    let (ty, data_at, len) = match code {
+        0 => (HeaderType::BoolTrue, at, 0),
+        1 => (HeaderType::BoolFalse, at, 0),
+        2 => (HeaderType::Byte, at, 1),
+        3 => (HeaderType::Short, at, 2),
+        4 => (HeaderType::Int, at, 4),
+        5 => (HeaderType::Long, at, 8),
+        8 => (HeaderType::Timestamp, at, 8),
+        9 => (HeaderType::Uuid, at, 16),
+        6 | 7 => {
+            let n = u16::from_be_bytes(fixed(block.get(at..at + 2)?)) as usize;
+            if n > MAX_HEADER_VALUE_LEN {
+                return None;
+            }
+            let ty = if code == 6 {
+                HeaderType::Bytes
+            } else {
+                HeaderType::String
+            };
+            (ty, at + 2, n)
+        }
+        _ => return None,
+    };
+    let data = block.get(data_at..data_at + len)?;
+    Some((RawHeader { name, ty, data }, data_at + len))
+}
+
+/// What is wrong with the header at `pos`, which [`parse_header_fast`] refused.
+#[cold]
+#[inline(never)]
+fn header_fault(block: &[u8], pos: usize) -> HeaderFault {
+    match parse_header(block, pos) {
+        Err(fault) => fault,
+        // Unreachable: both parsers apply the same structural rules.
+        Ok(_) => HeaderFault::new(pos, "malformed header"),
+    }
+}
+
+/// Parses and checks the header at `pos` with a precise fault for each rule, in order (the slow
+/// path of [`parse_header_fast`]).
 fn parse_header(block: &[u8], pos: usize) -> Result<(RawHeader<'_>, usize), HeaderFault> {
     let name_len = block[pos] as usize;
     if name_len == 0 {
@@ -894,11 +1247,23 @@ fn parse_header(block: &[u8], pos: usize) -> Result<(RawHeader<'_>, usize), Head
 /// Checks a whole header block (types, lengths, UTF-8, no duplicate names) and returns the
 /// number of headers. `block_offset` is the stream offset of its first byte, for errors.
 pub fn check_header_block(block: &[u8], block_offset: u64) -> Result<usize> {
+    // A block that is all ASCII (the usual case: names, string values and small lengths) has
+    // only UTF-8 names and strings; one pass over it replaces a check per field.
+    let ascii = is_ascii(block);
     let mut names = NameSet::new();
     let mut pos = 0;
     let mut count = 0;
     while pos < block.len() {
-        let (h, next) = parse_header(block, pos).map_err(|f| f.into_error(block_offset))?;
+        let (h, next) = match parse_header_fast(block, pos) {
+            Some((h, next))
+                if ascii
+                    || (is_utf8(h.name) && (h.ty != HeaderType::String || is_utf8(h.data))) =>
+            {
+                (h, next)
+            }
+            // The precise fault, in the order of the rules.
+            _ => return Err(header_fault(block, pos).into_error(block_offset)),
+        };
         if !names.insert(h.name) {
             return Err(Error::malformed(
                 block_offset + pos as u64,
@@ -913,7 +1278,16 @@ pub fn check_header_block(block: &[u8], block_offset: u64) -> Result<usize> {
 
 /// Checks the message CRC and the header block of a whole message whose prelude was checked.
 /// `msg` holds exactly `prelude.total_len` bytes; `offset` is its stream offset.
-fn finish_message(msg: &[u8], prelude: Prelude, offset: u64) -> Result<MessageRef<'_>> {
+/// `known`: see [`decode_message_ref_known`].
+fn finish_message<'a, K>(
+    msg: &'a [u8],
+    prelude: Prelude,
+    offset: u64,
+    known: &mut K,
+) -> Result<MessageRef<'a>>
+where
+    K: FnMut(&[u8]) -> Option<usize>,
+{
     let total = prelude.total_len;
     let expected = be32(msg, total - 4);
     let mut hasher = crc32fast::Hasher::new_with_initial(prelude.crc);
@@ -929,7 +1303,10 @@ fn finish_message(msg: &[u8], prelude: Prelude, offset: u64) -> Result<MessageRe
     }
     let headers_end = PRELUDE_LEN + prelude.headers_len;
     let header_block = &msg[PRELUDE_LEN..headers_end];
-    let header_count = check_header_block(header_block, offset + PRELUDE_LEN as u64)?;
+    let header_count = match known(header_block) {
+        Some(count) => count,
+        None => check_header_block(header_block, offset + PRELUDE_LEN as u64)?,
+    };
     Ok(MessageRef {
         header_block,
         header_count,
@@ -941,6 +1318,18 @@ fn finish_message(msg: &[u8], prelude: Prelude, offset: u64) -> Result<MessageRe
 /// 16 headers). Fewer bytes than the message declares is [`Error::Truncated`]; more is
 /// [`Error::Malformed`] (reported after the message itself has been checked).
 pub fn decode_message_ref(bytes: &[u8]) -> Result<MessageRef<'_>> {
+    decode_message_ref_known(bytes, |_| None)
+}
+
+/// [`decode_message_ref`] for a caller that remembers header blocks it has seen checked (a
+/// cache of the few blocks a stream repeats): `known(block)` returns the header count of a
+/// block identical to one that [`check_header_block`] accepted, and that block is then not
+/// checked again. Vouching for a block that was never checked is not unsafe, but iterating
+/// over it may stop early or yield names and strings that are not UTF-8.
+pub fn decode_message_ref_known<K>(bytes: &[u8], mut known: K) -> Result<MessageRef<'_>>
+where
+    K: FnMut(&[u8]) -> Option<usize>,
+{
     let prelude = parse_prelude(bytes, 0)?;
     if bytes.len() < prelude.total_len {
         return Err(Error::Truncated {
@@ -948,7 +1337,7 @@ pub fn decode_message_ref(bytes: &[u8]) -> Result<MessageRef<'_>> {
             missing: (prelude.total_len - bytes.len()) as u64,
         });
     }
-    let msg = finish_message(&bytes[..prelude.total_len], prelude, 0)?;
+    let msg = finish_message(&bytes[..prelude.total_len], prelude, 0, &mut known)?;
     if bytes.len() > prelude.total_len {
         return Err(Error::malformed(
             prelude.total_len as u64,
@@ -1017,22 +1406,38 @@ impl Decoder {
     /// Feeds `data` and calls `on_message(message, stream_offset)` for every message it
     /// completes, in order, borrowing the message from `data` or from the decoder's buffer.
     /// An error from `on_message` stops decoding and is returned (and kept, like any error).
-    pub fn feed_with<F>(&mut self, data: &[u8], mut on_message: F) -> Result<()>
+    pub fn feed_with<F>(&mut self, data: &[u8], on_message: F) -> Result<()>
     where
+        F: FnMut(MessageRef<'_>, u64) -> Result<()>,
+    {
+        self.feed_with_known(data, |_| None, on_message)
+    }
+
+    /// [`Decoder::feed_with`] with `known` as in [`decode_message_ref_known`]: header blocks
+    /// it vouches for are not checked again.
+    pub fn feed_with_known<K, F>(
+        &mut self,
+        data: &[u8],
+        mut known: K,
+        mut on_message: F,
+    ) -> Result<()>
+    where
+        K: FnMut(&[u8]) -> Option<usize>,
         F: FnMut(MessageRef<'_>, u64) -> Result<()>,
     {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let result = self.feed_inner(data, &mut on_message);
+        let result = self.feed_inner(data, &mut known, &mut on_message);
         if let Err(err) = &result {
             self.failed = Some(err.clone());
         }
         result
     }
 
-    fn feed_inner<F>(&mut self, mut data: &[u8], on_message: &mut F) -> Result<()>
+    fn feed_inner<K, F>(&mut self, mut data: &[u8], known: &mut K, on_message: &mut F) -> Result<()>
     where
+        K: FnMut(&[u8]) -> Option<usize>,
         F: FnMut(MessageRef<'_>, u64) -> Result<()>,
     {
         // 1. Complete the partial message held from earlier feeds.
@@ -1058,7 +1463,7 @@ impl Decoder {
                 return Ok(());
             }
             let at = self.offset;
-            let msg = finish_message(&self.buf, prelude, at)?;
+            let msg = finish_message(&self.buf, prelude, at, known)?;
             on_message(msg, at)?;
             self.offset += prelude.total_len as u64;
             self.prelude = None;
@@ -1077,7 +1482,7 @@ impl Decoder {
             }
             let (msg_bytes, rest) = data.split_at(prelude.total_len);
             let at = self.offset;
-            let msg = finish_message(msg_bytes, prelude, at)?;
+            let msg = finish_message(msg_bytes, prelude, at, known)?;
             on_message(msg, at)?;
             self.offset += prelude.total_len as u64;
             data = rest;
@@ -1699,5 +2104,219 @@ mod tests {
                 Err(e) => panic!("{e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn header_block_builder_matches_encode() {
+        let headers = all_types();
+        let mut b = HeaderBlockBuilder::new();
+        for h in &headers {
+            b.push(&h.name, h.value.as_value_ref()).unwrap();
+        }
+        let mut expected = Vec::new();
+        encode_headers_into(&headers, &mut expected).unwrap();
+        assert_eq!(b.block(), &expected[..]);
+        assert_eq!(b.header_count(), headers.len());
+        // The raw writer (one code path with `write_message_uninit`) gives `encode`'s bytes,
+        // overwriting every byte of its output.
+        let wire = encode(&headers, b"payload").unwrap();
+        let mut out = vec![0xA5; message_len(b.block().len(), 7).unwrap()];
+        encode_raw_to_slice(b.block(), b"payload", &mut out);
+        assert_eq!(out, wire);
+        let mut out = vec![0x5A; 16];
+        encode_raw_to_slice(b"", b"", &mut out);
+        assert_eq!(out, encode::<Header>(&[], b"").unwrap());
+        assert!(std::panic::catch_unwind(|| {
+            encode_raw_to_slice(b"", b"x", &mut [0u8; 16]);
+        })
+        .is_err());
+        assert!(matches!(
+            message_len(0, MAX_PAYLOAD_LEN + 1),
+            Err(Error::TooLarge {
+                what: "payload",
+                ..
+            })
+        ));
+        assert!(matches!(
+            message_len(MAX_HEADERS_LEN + 1, 0),
+            Err(Error::TooLarge {
+                what: "headers",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn header_block_builder_rules() {
+        use HeaderValueRef as V;
+        let mut b = HeaderBlockBuilder::new();
+        b.push("a", V::Int(1)).unwrap();
+        let before = b.block().to_vec();
+        let long = "x".repeat(256);
+        let big = vec![0u8; MAX_HEADER_VALUE_LEN + 1];
+        for (name, value) in [
+            ("", V::Bool(true)),
+            (&long[..], V::Bool(true)),
+            ("a", V::Int(2)),
+        ] {
+            assert!(matches!(
+                b.push(name, value),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(matches!(
+            b.push("a", V::Bool(true)),
+            Err(Error::InvalidArgument(m)) if m.contains("duplicate")
+        ));
+        assert_eq!(
+            b.push("big", V::Bytes(&big)),
+            Err(Error::TooLarge {
+                offset: 12 + 7,
+                what: "header value",
+                size: 32768,
+                limit: 32767
+            })
+        );
+        // Nothing was written or recorded by the failed pushes.
+        assert_eq!(b.block(), &before[..]);
+        assert_eq!(b.header_count(), 1);
+        b.push(&long[..255], V::Bytes(&big[1..])).unwrap();
+        // A block over 128 KiB.
+        let s = "s".repeat(MAX_HEADER_VALUE_LEN);
+        let mut b = HeaderBlockBuilder::new();
+        let mut err = None;
+        for i in 0..5 {
+            if let Err(e) = b.push(&format!("v{i}"), V::String(&s)) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert!(matches!(
+            err,
+            Some(Error::TooLarge {
+                what: "headers",
+                ..
+            })
+        ));
+        // Three values of 32767 bytes fit in 128 KiB, the fourth does not.
+        assert_eq!(b.header_count(), 3);
+        assert_eq!(check_header_block(b.block(), 0).unwrap(), 3);
+    }
+
+    #[test]
+    fn header_block_builder_spills_and_checks_many_names() {
+        // Past the inline 512 bytes and the 16 inline names: same bytes as `encode_headers_into`
+        // and duplicates still refused, whether among the first 16 names or later ones.
+        let headers: Vec<Header> = (0..40)
+            .map(|i| Header::new(format!("name-{i}"), HeaderValue::String("v".repeat(i * 3))))
+            .collect();
+        let mut b = HeaderBlockBuilder::new();
+        for h in &headers {
+            b.push(&h.name, h.value.as_value_ref()).unwrap();
+        }
+        let mut expected = Vec::new();
+        encode_headers_into(&headers, &mut expected).unwrap();
+        assert!(expected.len() > 512);
+        assert_eq!(b.block(), &expected[..]);
+        for dup in ["name-0", "name-15", "name-16", "name-39"] {
+            assert!(matches!(
+                b.push(dup, HeaderValueRef::Bool(true)),
+                Err(Error::InvalidArgument(m)) if m.contains("duplicate")
+            ));
+        }
+        b.push("name-40", HeaderValueRef::Bool(false)).unwrap();
+        assert_eq!(check_header_block(b.block(), 0).unwrap(), 41);
+    }
+
+    #[test]
+    fn raw_headers_match_headers() {
+        let wire = encode(&all_types(), b"").unwrap();
+        let m = decode_message_ref(&wire).unwrap();
+        assert_eq!(m.raw_headers().count(), 10);
+        for (raw, h) in m.raw_headers().zip(m.headers()) {
+            assert_eq!(raw.name, h.name.as_bytes());
+            match (raw.value, h.value) {
+                (RawValue::String(a), HeaderValueRef::String(b)) => assert_eq!(a, b.as_bytes()),
+                (RawValue::Other(a), b) => assert_eq!(a, b),
+                (a, b) => panic!("{a:?} vs {b:?}"),
+            }
+        }
+        // On a block that was never checked the iterator stops at a fault, never panics.
+        assert_eq!(RawHeaderIter::new(b"\x05ab").count(), 0);
+        assert_eq!(RawHeaderIter::new(b"\x01a\x00\x00").count(), 1);
+        assert_eq!(RawHeaderIter::new(b"\x01a\x07\x00\x09ab").count(), 0);
+    }
+
+    #[test]
+    fn non_ascii_blocks_are_checked_field_by_field() {
+        // Not all-ASCII (an int of -1, a non-ASCII name): valid UTF-8 passes...
+        let ok = [
+            Header::new("n\u{e9}", HeaderValue::Int(-1)),
+            Header::new("s", HeaderValue::String("\u{263a}".into())),
+            Header::new("b", HeaderValue::Bytes(vec![0xFF, 0xFE])),
+        ];
+        let wire = encode(&ok, b"").unwrap();
+        assert_eq!(decode_message(&wire).unwrap().headers, ok);
+        // ...and invalid UTF-8 in a string is still refused next to other high bytes.
+        let mut block = b"\x01i\x04\xff\xff\xff\xff".to_vec();
+        block.extend_from_slice(b"\x01s\x07\x00\x01\xff");
+        assert!(malformed(&block).1.contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn decode_known_skips_only_vouched_blocks() {
+        let wire = encode(&all_types(), b"p").unwrap();
+        let block = decode_message_ref(&wire).unwrap().header_block().to_vec();
+        // A vouched block is not checked again: its count comes from `known`.
+        let m = decode_message_ref_known(&wire, |_| Some(99)).unwrap();
+        assert_eq!(m.header_count(), 99);
+        let mut asked = 0;
+        let m = decode_message_ref_known(&wire, |b| {
+            asked += 1;
+            assert_eq!(b, &block[..]);
+            None
+        })
+        .unwrap();
+        assert_eq!((asked, m.header_count()), (1, 10));
+        // Not vouched: a bad block with good CRCs is refused as usual.
+        let bad = frame(b"\x01\xff\x00", b"");
+        assert!(matches!(
+            decode_message_ref_known(&bad, |_| None),
+            Err(Error::Malformed { .. })
+        ));
+        // The message CRC is checked before `known` is asked.
+        let mut corrupt = wire.clone();
+        corrupt[20] ^= 1;
+        assert!(matches!(
+            decode_message_ref_known(&corrupt, |_| -> Option<usize> {
+                panic!("asked before the CRC check")
+            }),
+            Err(Error::Checksum { .. })
+        ));
+        // The incremental decoder asks once per message, for messages split anywhere.
+        let mut stream = wire.clone();
+        stream.extend_from_slice(&wire);
+        let mut d = Decoder::new();
+        let (mut asked, mut counts) = (0, Vec::new());
+        for part in [
+            &stream[..30],
+            &stream[30..wire.len() + 5],
+            &stream[wire.len() + 5..],
+        ] {
+            d.feed_with_known(
+                part,
+                |b| {
+                    asked += 1;
+                    (b == &block[..]).then_some(7)
+                },
+                |m, _| {
+                    counts.push(m.header_count());
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        d.finish().unwrap();
+        assert_eq!((asked, counts), (2, vec![7, 7]));
     }
 }
