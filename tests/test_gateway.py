@@ -14,6 +14,7 @@ from pathlib import Path
 import h2.errors
 import pytest
 import trio
+
 from gateway_helpers import (
     KEY,
     SECRET,
@@ -26,7 +27,6 @@ from gateway_helpers import (
     start_container,
     start_gateway,
 )
-
 from sagebidi_perf.eventstream import encode_message
 from sagebidi_perf.gateway import GatewayServer, ensure_certificates, parse_upstream
 from sagebidi_perf.sigv4 import EventSigner

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import trio
-from gateway_helpers import KEY, SECRET, ScriptedModel, start_gateway
 
 from container_helpers import start_server
+from gateway_helpers import KEY, SECRET, ScriptedModel, start_gateway
 from sagebidi_perf.gateway import GatewayServer
 
 pytestmark = pytest.mark.timeout(120)
