@@ -12,6 +12,7 @@ import wsproto.events as ev
 
 from container_helpers import start_server
 from sagebidi_perf.container import Model, Session, UpgradeRequest
+from sagebidi_perf.container.session import FAILURE_DRAIN
 from sagebidi_perf.models.echo import EchoModel
 from wsproto_client import Closed, WsClient, connect
 
@@ -156,6 +157,80 @@ async def test_model_returning_closes_1000(nursery: trio.Nursery, ws: Connect) -
     client = await ws(server.port)
     assert await client.receive() == "only reply"
     assert await client.receive() == Closed(1000, "")
+
+
+def masked_frame(b0: int, payload: bytes) -> bytes:
+    """A raw client frame (`b0` is the whole first byte: FIN, RSV bits, opcode), masked, for
+    frames wsproto refuses to build."""
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    return (
+        bytes([b0, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+async def test_reply_precedes_the_protocol_error_close(nursery: trio.Nursery, ws: Connect) -> None:
+    """Autobahn 3.2: a text message, a frame with RSV2 set and a ping, in one TCP write. The
+    connection fails with 1002, but only after the echo of the message that came first; the ping
+    after the bad frame is never answered."""
+    server = await start_server(nursery, EchoModel())
+    client = await ws(server.port)
+    flight = client.ws.send(ev.TextMessage("Hello, world!"))
+    flight += masked_frame(0xA1, b"Hello, world!")  # FIN + RSV2 + text
+    flight += client.ws.send(ev.Ping(b""))
+    await client.stream.send_all(flight)
+    events = []
+    while not isinstance(event := await client.next_event(), ev.CloseConnection | None):
+        events.append(event)
+    assert events == [ev.TextMessage("Hello, world!")]  # the echo first, no pong
+    assert isinstance(event, ev.CloseConnection)
+    assert event.code == 1002
+    assert "reserved bits" in (event.reason or "")
+    with trio.fail_after(10):
+        await server.wait_idle()
+
+
+async def test_every_reply_before_a_violation_goes_out_first(
+    nursery: trio.Nursery, ws: Connect
+) -> None:
+    """Several messages (one fragmented) before invalid UTF-8: all echoed in order, then 1007."""
+    server = await start_server(nursery, EchoModel())
+    client = await ws(server.port)
+    flight = b"".join(client.ws.send(ev.BytesMessage(b"%d" % i)) for i in range(20))
+    flight += client.ws.send(ev.TextMessage("frag", message_finished=False))
+    flight += client.ws.send(ev.TextMessage("mented", message_finished=True))
+    flight += masked_frame(0x81, b"\xce\xba\xed\xa0\x80")
+    flight += client.ws.send(ev.TextMessage("never delivered"))
+    await client.stream.send_all(flight)
+    for i in range(20):
+        assert await client.receive() == b"%d" % i
+    assert await client.receive() == "fragmented"
+    closed = await client.receive()
+    assert isinstance(closed, Closed)
+    assert closed.code == 1007
+
+
+async def test_a_busy_model_delays_the_protocol_error_close_a_bounded_time(
+    nursery: trio.Nursery, ws: Connect, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A model that never comes back to receive() cannot hold the failing connection open:
+    the Close goes out after FAILURE_DRAIN, and the model is then cancelled."""
+    model = Recorder()
+    server = await start_server(nursery, model, close_grace=5.0)
+    client = await ws(server.port)
+    flight = client.ws.send(ev.TextMessage("stall")) + masked_frame(0x83, b"")  # opcode 3
+    start = trio.current_time()
+    await client.stream.send_all(flight)
+    closed = await client.receive()
+    assert isinstance(closed, Closed)
+    assert closed.code == 1002
+    assert trio.current_time() - start >= FAILURE_DRAIN
+    assert model.received == ["stall"]
+    with trio.fail_after(10):
+        await model.finished.wait()
+    assert model.cancelled
 
 
 async def test_invalid_utf8_closes_1007(nursery: trio.Nursery, ws: Connect) -> None:
@@ -307,10 +382,13 @@ async def test_new_connections_are_served_while_1000_sessions_are_open(
     clients = []
     for i in range(1000):
         client = await ws(server.port)
-        if i % 100 == 0:
-            await client.send(f"session {i}")
-            assert await client.receive() == f"session {i}"
+        # A round trip proves the server has registered the session (the 101 goes out first).
+        await client.send(f"session {i}")
+        assert await client.receive() == f"session {i}"
         clients.append(client)
+    # The client may see the 101 before the server task that sent it has registered the
+    # session (Trio runs both in the same batch, in random order): let the server settle.
+    await trio.testing.wait_all_tasks_blocked()
     assert len(server.sessions) == 1000
     latencies = []
     for _ in range(20):

@@ -1,0 +1,1 @@
+"""End-to-end container benchmark: echo servers (ours and peers) under a load client."""
