@@ -73,5 +73,11 @@ bench: dev
 bench-container: dev
 	$(PY) benchmarks/container_bench.py $(BENCH_ARGS)
 
+# The gateway relay: direct ws vs through the gateway (added latency, CPU per relayed frame,
+# real-time session capacity); container + gateway on one core, load client on the other.
+.PHONY: bench-gateway
+bench-gateway: dev
+	$(PY) benchmarks/gateway_bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf target $(VENV) python/sagebidi_perf/*.so
