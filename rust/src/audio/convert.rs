@@ -37,7 +37,7 @@ fn pcm16(pair: &[u8]) -> f32 {
     f32::from(i16::from_le_bytes([pair[0], pair[1]])) * INT16_SCALE
 }
 
-impl Samples<'_> {
+impl<'a> Samples<'a> {
     /// Number of samples (all channels together).
     pub fn len(&self) -> Result<usize> {
         match *self {
@@ -85,37 +85,44 @@ impl Samples<'_> {
         })
     }
 
-    /// Append each channel's samples, converted to float32, to `out[channel]`.
-    pub(crate) fn append_deinterleaved(&self, out: &mut [Vec<f32>]) -> Result<()> {
-        let channels = out.len();
-        self.frames(channels)?;
-        if let [mono] = out {
-            match *self {
-                Samples::F32(s) => mono.extend_from_slice(s),
-                Samples::F64(s) => mono.extend(s.iter().map(|&v| v as f32)),
-                Samples::I16(s) => mono.extend(s.iter().map(|&v| f32::from(v) * INT16_SCALE)),
-                Samples::Pcm16Le(b) => mono.extend(b.chunks_exact(2).map(pcm16)),
-            }
-            return Ok(());
+    /// Frames `from..to` of `channels` interleaved channels (in range: the caller checked).
+    pub(crate) fn frames_range(&self, channels: usize, from: usize, to: usize) -> Samples<'a> {
+        let (a, b) = (from * channels, to * channels);
+        match *self {
+            Samples::F32(s) => Samples::F32(&s[a..b]),
+            Samples::F64(s) => Samples::F64(&s[a..b]),
+            Samples::I16(s) => Samples::I16(&s[a..b]),
+            Samples::Pcm16Le(s) => Samples::Pcm16Le(&s[2 * a..2 * b]),
         }
-        for (c, dst) in out.iter_mut().enumerate() {
+    }
+
+    /// Append channel `channel` of `channels` interleaved channels, converted to float32, to
+    /// `dst` (the caller has checked that the samples divide into frames).
+    pub(crate) fn append_channel(&self, channel: usize, channels: usize, dst: &mut Vec<f32>) {
+        if channels == 1 {
             match *self {
-                Samples::F32(s) => dst.extend(s.iter().skip(c).step_by(channels).copied()),
-                Samples::F64(s) => {
-                    dst.extend(s.iter().skip(c).step_by(channels).map(|&v| v as f32));
-                }
-                Samples::I16(s) => dst.extend(
-                    s.iter()
-                        .skip(c)
-                        .step_by(channels)
-                        .map(|&v| f32::from(v) * INT16_SCALE),
-                ),
-                Samples::Pcm16Le(b) => {
-                    dst.extend(b.chunks_exact(2).skip(c).step_by(channels).map(pcm16));
-                }
+                Samples::F32(s) => dst.extend_from_slice(s),
+                Samples::F64(s) => dst.extend(s.iter().map(|&v| v as f32)),
+                Samples::I16(s) => dst.extend(s.iter().map(|&v| f32::from(v) * INT16_SCALE)),
+                Samples::Pcm16Le(b) => dst.extend(b.chunks_exact(2).map(pcm16)),
+            }
+            return;
+        }
+        match *self {
+            Samples::F32(s) => dst.extend(s.iter().skip(channel).step_by(channels).copied()),
+            Samples::F64(s) => {
+                dst.extend(s.iter().skip(channel).step_by(channels).map(|&v| v as f32));
+            }
+            Samples::I16(s) => dst.extend(
+                s.iter()
+                    .skip(channel)
+                    .step_by(channels)
+                    .map(|&v| f32::from(v) * INT16_SCALE),
+            ),
+            Samples::Pcm16Le(b) => {
+                dst.extend(b.chunks_exact(2).skip(channel).step_by(channels).map(pcm16));
             }
         }
-        Ok(())
     }
 }
 
@@ -262,10 +269,24 @@ mod tests {
     #[test]
     fn deinterleave_matches_select() {
         let x: Vec<i16> = (0..60).map(|v| v * 100 - 3000).collect();
-        let mut out = vec![Vec::new(); 3];
-        assert!(Samples::I16(&x).append_deinterleaved(&mut out).is_ok());
-        for (c, got) in out.iter().enumerate() {
-            assert_eq!(Ok(got.clone()), select_channel(Samples::I16(&x), 3, c));
+        let pcm: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f: Vec<f32> = x.iter().map(|&v| f32::from(v) / 32768.0).collect();
+        let d: Vec<f64> = f.iter().map(|&v| f64::from(v)).collect();
+        for samples in [
+            Samples::I16(&x),
+            Samples::Pcm16Le(&pcm),
+            Samples::F32(&f),
+            Samples::F64(&d),
+        ] {
+            for c in 0..3 {
+                let mut got = vec![7.0];
+                samples.append_channel(c, 3, &mut got);
+                assert_eq!(got[0], 7.0);
+                assert_eq!(Ok(got[1..].to_vec()), select_channel(samples, 3, c));
+            }
+            let mut mono = Vec::new();
+            samples.append_channel(0, 1, &mut mono);
+            assert_eq!(Ok(mono), samples.to_f32());
         }
     }
 }

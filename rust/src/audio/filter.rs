@@ -1,16 +1,18 @@
 //! Filter design for the polyphase resampler: one Kaiser-windowed sinc kernel, cut into phase
-//! rows of equal length, shared between all resamplers of the same rates and quality.
+//! rows, shared between all resamplers of the same rates and quality.
 //!
-//! Time is counted in input samples. Output sample `j` of a stream sits at input time
-//! `j * down / up` (`up / down` = `out_rate / in_rate` in lowest terms) and is
-//! `sum_n x[n] * h(j * down / up - n)` with a symmetric kernel `h` of half-length `tau` input
-//! samples. `tau = delay * down / up` is chosen so that the delay is a whole number of output
-//! samples, which is what lets the streaming resampler trim it exactly.
+//! Time is counted in input samples. Output sample `u` of a stream (counted from the first
+//! warm-up sample) sits at input time `u * down / up` (`up / down` = `out_rate / in_rate` in
+//! lowest terms); its newest input sample is `newest = floor(u * down / up)` and its phase is
+//! `frac = (u * down mod up) / up`. With delay compensation the output is
+//! `sum_n x[n] * h(newest + frac - center - n)`: a symmetric kernel `h` of half-width `half`
+//! centred `center` input samples back. `center = delay * down / up` is the smallest value on
+//! the output grid not below `half`, so the delay is a whole number of output samples (which
+//! the stream trims exactly) and no future input is needed.
 //!
-//! For an output whose time is `n_hi + phase / up` (`n_hi` the newest input sample it needs),
-//! the coefficient of `x[n_hi - k]` is `h(k + phase / up - tau)`. A row stores these for
-//! `k = taps - 1 .. 0`, oldest sample first, so that an output is a plain dot product of a row
-//! with `taps` consecutive input samples.
+//! An output reads a *window* of `span` consecutive input frames ending `lead` frames before
+//! its newest one: frames `newest - lead - span + 1 ..= newest - lead`. A row stores the
+//! window's coefficients oldest first, so an output is a dot product of a row with its window.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -28,23 +30,29 @@ pub const MAX_RATE: u32 = 768_000;
 const MAX_EXACT_PHASES: usize = 1024;
 /// Upper bound on a coefficient table, in `f32`s (32 MiB), whatever the rates.
 const MAX_TABLE_LEN: usize = 1 << 23;
-/// Rows are padded with zero coefficients to a multiple of this many taps (one AVX vector).
-const TAP_MULTIPLE: usize = 8;
+/// Floats per SIMD vector the tables are laid out for (one AVX vector).
+pub(crate) const LANES: usize = 8;
+/// Decimation windows are read with vector loads aligned to `LANES` floats when frame `f` sits
+/// at a float address `≡ f + ALIGN_PHASE (mod LANES)`. 4 matches buffers whose first frame is
+/// 16 bytes past a 32-byte boundary: glibc's large allocations, hence most numpy arrays and
+/// Rust vectors of audio, which are then read in place.
+pub(crate) const ALIGN_PHASE: i64 = 4;
 
-/// Resampling quality: the anti-alias filter's passband, stopband and attenuation.
+/// Resampling quality: the anti-alias (or anti-image) filter's passband, stopband and
+/// attenuation.
 ///
-/// Edges are fractions of the lower Nyquist frequency (`min(in_rate, out_rate) / 2`). Between
-/// the passband edge and that Nyquist frequency the response rolls off, and content between
-/// Nyquist and the stopband edge may alias, but only into that roll-off band (above the
-/// passband edge); everything above the stopband edge is attenuated by at least the stated
-/// amount. `VeryHigh` puts the stopband at Nyquist, so nothing aliases.
+/// Edges are fractions of the lower Nyquist frequency (`min(in_rate, out_rate) / 2`). Every
+/// frequency above the stopband edge is attenuated by at least the stated amount; between the
+/// passband edge and the stopband edge the response rolls off. `High` and `VeryHigh` put the
+/// stopband edge at Nyquist, so nothing aliases (or images) by less than their attenuation;
+/// `Fast` lets content between Nyquist and 1.2 Nyquist alias into its roll-off band.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quality {
-    /// Passband to 0.75 Nyquist (6 kHz at 16 kHz out), stopband from 1.2 Nyquist, 100 dB.
+    /// Roll-off from 0.75 Nyquist, stopband from 1.2 Nyquist, 100 dB: the shortest delay.
     Fast,
-    /// Passband to 0.85 Nyquist (6.8 kHz at 16 kHz out), stopband from 1.15 Nyquist, 110 dB.
+    /// Roll-off from 0.83 Nyquist, stopband from Nyquist, 103 dB (the default).
     High,
-    /// Passband to 0.88 Nyquist (7.04 kHz at 16 kHz out), stopband from Nyquist, 125 dB.
+    /// Roll-off from 0.88 Nyquist, stopband from Nyquist, 125 dB.
     VeryHigh,
 }
 
@@ -71,11 +79,12 @@ impl Quality {
     }
 
     /// (passband edge, stopband edge) as fractions of the lower Nyquist frequency, and the
-    /// stopband attenuation in dB.
+    /// stopband attenuation in dB. The passband edge sets the filter length (Kaiser's
+    /// estimate); the slack from rounding the length up widens the passband.
     pub fn spec(self) -> (f64, f64, f64) {
         match self {
             Quality::Fast => (0.75, 1.2, 100.0),
-            Quality::High => (0.85, 1.15, 110.0),
+            Quality::High => (0.83, 1.0, 103.0),
             Quality::VeryHigh => (0.88, 1.0, 125.0),
         }
     }
@@ -90,32 +99,104 @@ pub(crate) enum Phases {
     Interpolated(usize),
 }
 
+/// How the table is laid out for the kernels (see `kernel.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One row per phase, `span` (a multiple of [`LANES`]) coefficients long: each output is a
+    /// horizontal dot product of its row with its window.
+    Rows,
+    /// Integer decimation (`up == 1`, e.g. 48 kHz -> 16 kHz): the single row in [`LANES`]
+    /// variants, one per alignment of the window start (see [`Shift`]), so that all but the
+    /// first and last vector loads of a window are aligned.
+    Shifted,
+    /// Integer upsampling (`down == 1`, e.g. 8 kHz -> 16 kHz): rows of `span` coefficients; the
+    /// outputs of one phase have windows one frame apart, so `LANES` of them are computed in the
+    /// lanes of one vector (no horizontal sums).
+    Vertical,
+}
+
+/// The vector structure of one [`Layout::Shifted`] variant, for windows whose first frame `f`
+/// has `(f + ALIGN_PHASE) mod LANES == q`: vector 0 is loaded at the window start and holds
+/// taps `0..gap`; vectors `1..=middle` are the aligned ones, at taps `gap + LANES * i`; the
+/// last vector is loaded at tap `span - LANES`, and holds the taps not covered before. Lanes
+/// that hold no tap have zero coefficients; no load reaches outside the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Shift {
+    pub gap: usize,
+    pub middle: usize,
+}
+
+impl Shift {
+    fn new(q: usize, span: usize) -> Self {
+        let gap = LANES - q;
+        Shift {
+            gap,
+            middle: (span - gap) / LANES,
+        }
+    }
+
+    /// Vectors in the variant's row.
+    pub fn vectors(self) -> usize {
+        self.middle + 2
+    }
+}
+
 /// The coefficient table of one (input rate, output rate, quality) triple.
 #[derive(Debug)]
 pub(crate) struct FilterBank {
     /// Output/input ratio in lowest terms: `up / down`.
     pub up: u64,
     pub down: u64,
-    /// Coefficients per row (a multiple of [`TAP_MULTIPLE`]).
-    pub taps: usize,
+    /// Input frames one output reads.
+    pub span: usize,
+    /// Frames between the newest frame of a window and the newest frame of its output.
+    pub lead: usize,
     /// Group delay of the filter, in output samples.
     pub delay: u64,
     pub phases: Phases,
-    /// `rows * taps` coefficients, row after row.
-    pub coeffs: Vec<f32>,
+    pub layout: Layout,
+    /// `Layout::Shifted` only: the variant for each alignment.
+    pub shifts: [Shift; LANES],
+    /// Floats from one row to the next (a multiple of [`LANES`] except for `Vertical`).
+    stride: usize,
+    /// Where row 0 starts in `coeffs` (rows start on 32-byte boundaries).
+    offset: usize,
+    coeffs: Vec<f32>,
 }
 
 impl FilterBank {
-    /// The coefficients of row `index`.
+    /// The coefficients of row `index` (`stride` floats; for `Shifted`, `index` is the
+    /// alignment `q` and the row holds `shifts[q].vectors()` vectors).
     #[inline]
     pub fn row(&self, index: usize) -> &[f32] {
-        &self.coeffs[index * self.taps..(index + 1) * self.taps]
+        let start = self.offset + index * self.stride;
+        &self.coeffs[start..start + self.stride]
     }
 
     /// Number of rows.
     #[cfg(test)]
     pub fn rows(&self) -> usize {
-        self.coeffs.len() / self.taps
+        (self.coeffs.len() - self.offset) / self.stride
+    }
+
+    /// Coefficient of tap `t` (window frame `t`, oldest first) for the phase of `row` (`row` is
+    /// the phase; 0 for `Shifted`): the plain kernel, whatever the layout.
+    #[cfg(test)]
+    pub fn tap(&self, row: usize, t: usize) -> f32 {
+        match self.layout {
+            Layout::Rows | Layout::Vertical => self.row(row)[t],
+            Layout::Shifted => {
+                // Variant 0 (gap = LANES): vector 0 holds taps 0..8, then aligned vectors.
+                let shift = self.shifts[0];
+                let covered = shift.gap + LANES * shift.middle;
+                let r = self.row(0);
+                if t < covered {
+                    r[t]
+                } else {
+                    r[(shift.middle + 1) * LANES + t + LANES - self.span]
+                }
+            }
+        }
     }
 }
 
@@ -162,6 +243,12 @@ fn kaiser_beta(atten_db: f64) -> f64 {
     }
 }
 
+/// Kaiser's length estimate: the window length (in samples) of a filter with this stopband
+/// attenuation (dB) and transition width (cycles per sample).
+fn kaiser_length(atten_db: f64, transition: f64) -> f64 {
+    (atten_db - 7.95) / (14.357 * transition)
+}
+
 fn sinc(x: f64) -> f64 {
     if x == 0.0 {
         1.0
@@ -172,19 +259,19 @@ fn sinc(x: f64) -> f64 {
 }
 
 /// The continuous kernel: a sinc of cutoff `fc` (cycles per input sample) under a Kaiser
-/// window of half-length `tau` (input samples).
+/// window of half-width `half` (input samples), zero from `|t| >= half` on.
 #[derive(Debug, Clone, Copy)]
 struct Kernel {
     fc: f64,
-    tau: f64,
+    half: f64,
     beta: f64,
     i0_beta: f64,
 }
 
 impl Kernel {
     fn at(&self, t: f64) -> f64 {
-        let r = t / self.tau;
-        if r.abs() > 1.0 {
+        let r = t / self.half;
+        if r.abs() >= 1.0 {
             return 0.0;
         }
         let window = bessel_i0(self.beta * (1.0 - r * r).sqrt()) / self.i0_beta;
@@ -212,39 +299,55 @@ pub(crate) fn design(in_rate: u32, out_rate: u32, quality: Quality) -> Result<Fi
     let (pass, stop, atten) = quality.spec();
     let nyquist = f64::from(in_rate.min(out_rate)) / 2.0;
     let (f_pass, f_stop) = (pass * nyquist, stop * nyquist);
-    // Kaiser's length estimate, in input samples, for the transition band f_pass..f_stop.
-    let length = (atten - 7.95) * fs_in / (14.357 * (f_stop - f_pass));
-    // Half-length rounded up so that the delay is a whole number of output samples:
-    // tau = delay * down / up input samples.
-    let delay = ((length / 2.0) * up as f64 / down as f64).ceil().max(1.0) as u64;
-    let tau = delay as f64 * down as f64 / up as f64;
-    // Coefficients of x[n_hi - k] are non-zero for k + frac - tau in [-tau, tau], k <= 2 tau.
-    let needed = (2.0 * tau).floor() as usize + 1;
-    let taps = needed.div_ceil(TAP_MULTIPLE) * TAP_MULTIPLE;
+    // Taps the Kaiser estimate needs, rounded to what the kernels compute anyway.
+    let needed = kaiser_length(atten, (f_stop - f_pass) / fs_in).ceil() as usize + 1;
+    let exact_rows = usize::try_from(up).unwrap_or(usize::MAX);
+    let exact = exact_rows <= MAX_EXACT_PHASES;
+    let (layout, span) = if exact && up == 1 {
+        (Layout::Shifted, needed.max(3 * LANES))
+    } else if exact && down == 1 {
+        (Layout::Vertical, needed.max(2))
+    } else {
+        (Layout::Rows, needed.max(2 * LANES).next_multiple_of(LANES))
+    };
+    // The window spans `span` frames: half-width (span - 1) / 2. Keep the attenuation and the
+    // stopband edge; the longer window narrows the transition band, widening the passband.
+    let span_u64 = span as u64;
+    let half = (span - 1) as f64 / 2.0;
+    let transition = (atten - 7.95) / (14.357 * 2.0 * half);
+    let fc = f_stop / fs_in - transition / 2.0;
+    // center = delay * down / up >= half; lead = floor(center - half) (both exact rationals).
+    let delay = ((span_u64 - 1) * up).div_ceil(2 * down).max(1);
+    let lead = usize::try_from((2 * delay * down - (span_u64 - 1) * up) / (2 * up))
+        .map_err(|_| Error::invalid("resampling filter too long"))?;
+    let center = delay as f64 * down as f64 / up as f64;
 
     let beta = kaiser_beta(atten);
     let kernel = Kernel {
-        fc: (f_pass + f_stop) / 2.0 / fs_in,
-        tau,
+        fc,
+        half,
         beta,
         i0_beta: bessel_i0(beta),
     };
 
-    let exact_rows = usize::try_from(up).unwrap_or(usize::MAX);
-    let (phases, row_fracs): (Phases, Vec<f64>) =
-        if exact_rows <= MAX_EXACT_PHASES && exact_rows.saturating_mul(taps) <= MAX_TABLE_LEN {
-            (
-                Phases::Exact,
-                (0..up).map(|phase| phase as f64 / up as f64).collect(),
-            )
-        } else {
-            let n = interp_phases(kernel.fc);
-            (
-                Phases::Interpolated(n),
-                (0..=n).map(|i| i as f64 / n as f64).collect(),
-            )
-        };
-    let table_len = row_fracs.len().saturating_mul(taps);
+    let (phases, row_fracs): (Phases, Vec<f64>) = if exact {
+        (
+            Phases::Exact,
+            (0..up).map(|phase| phase as f64 / up as f64).collect(),
+        )
+    } else {
+        let n = interp_phases(kernel.fc);
+        (
+            Phases::Interpolated(n),
+            (0..=n).map(|i| i as f64 / n as f64).collect(),
+        )
+    };
+    let shifts: [Shift; LANES] = std::array::from_fn(|q| Shift::new(q, span));
+    let (rows, stride) = match layout {
+        Layout::Shifted => (LANES, shifts[LANES - 1].vectors() * LANES),
+        Layout::Rows | Layout::Vertical => (row_fracs.len(), span),
+    };
+    let table_len = rows.saturating_mul(stride);
     if table_len > MAX_TABLE_LEN {
         return Err(Error::invalid(format!(
             "resampling {in_rate} Hz -> {out_rate} Hz needs a {table_len}-coefficient filter table, \
@@ -252,25 +355,56 @@ pub(crate) fn design(in_rate: u32, out_rate: u32, quality: Quality) -> Result<Fi
         )));
     }
 
-    let mut coeffs = Vec::with_capacity(table_len);
-    let mut row = vec![0.0f64; taps];
-    for frac in row_fracs {
-        for (i, c) in row.iter_mut().enumerate() {
-            let k = (taps - 1 - i) as f64;
-            *c = kernel.at(k + frac - tau);
+    // Rows start on a 32-byte boundary: allocate once, skip to the first aligned float.
+    let mut coeffs: Vec<f32> = Vec::with_capacity(table_len + LANES);
+    let offset = (LANES - (coeffs.as_ptr().addr() / 4) % LANES) % LANES;
+    coeffs.resize(offset, 0.0);
+    let mut row = vec![0.0f64; span];
+    for &frac in &row_fracs {
+        for (t, c) in row.iter_mut().enumerate() {
+            // Window frame t is `lead + span - 1 - t` frames before the newest.
+            let k = (lead + span - 1 - t) as f64;
+            *c = kernel.at(k + frac - center);
         }
         // Unity gain at DC for every phase (the raw sums differ from 1 only by the stopband
         // leakage, so this changes nothing else).
         let sum: f64 = row.iter().sum();
-        coeffs.extend(row.iter().map(|c| (c / sum) as f32));
+        let taps = row.iter().map(|c| (c / sum) as f32);
+        match layout {
+            Layout::Rows | Layout::Vertical => coeffs.extend(taps),
+            Layout::Shifted => {
+                let taps: Vec<f32> = taps.collect();
+                for shift in shifts {
+                    let start = coeffs.len();
+                    coeffs.resize(start + stride, 0.0);
+                    let out = &mut coeffs[start..];
+                    let covered = shift.gap + LANES * shift.middle;
+                    out[..shift.gap].copy_from_slice(&taps[..shift.gap]);
+                    out[LANES..LANES + covered - shift.gap]
+                        .copy_from_slice(&taps[shift.gap..covered]);
+                    let last = (shift.middle + 1) * LANES;
+                    for (lane, c) in out[last..last + LANES].iter_mut().enumerate() {
+                        let t = span - LANES + lane;
+                        if t >= covered {
+                            *c = taps[t];
+                        }
+                    }
+                }
+            }
+        }
     }
 
     Ok(FilterBank {
         up,
         down,
-        taps,
+        span,
+        lead,
         delay,
         phases,
+        layout,
+        shifts,
+        stride,
+        offset,
         coeffs,
     })
 }
@@ -323,6 +457,40 @@ mod tests {
         }
     }
 
+    /// |H(f)| of one phase (row) for an input frequency `f` (cycles per input sample), in f64
+    /// from the stored f32 coefficients.
+    fn phase_gain(fb: &FilterBank, row: usize, f: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for t in 0..fb.span {
+            let c = f64::from(fb.tap(row, t));
+            let a = 2.0 * std::f64::consts::PI * f * t as f64;
+            re += c * a.cos();
+            im += c * a.sin();
+        }
+        re.hypot(im)
+    }
+
+    /// Gain of the interleaved prototype (all `up` phases, at the output rate) at `f` cycles per
+    /// input sample: what images of an upsampled tone see.
+    fn prototype_gain(fb: &FilterBank, f: f64) -> f64 {
+        let up = fb.up as usize;
+        let (mut re, mut im) = (0.0, 0.0);
+        for r in 0..up {
+            for t in 0..fb.span {
+                let c = f64::from(fb.tap(r, t));
+                let time = r as f64 / up as f64 - t as f64;
+                let a = 2.0 * std::f64::consts::PI * f * time;
+                re += c * a.cos();
+                im += c * a.sin();
+            }
+        }
+        re.hypot(im) / up as f64
+    }
+
+    fn db(gain: f64) -> f64 {
+        20.0 * gain.log10()
+    }
+
     #[test]
     fn bessel_matches_known_values() {
         // I0(0) = 1, I0(1) = 1.2660658777520082, I0(10) = 2815.716628466254.
@@ -353,33 +521,140 @@ mod tests {
     }
 
     #[test]
-    fn rows_have_unity_dc_gain_and_padding_is_zero() {
+    fn rows_have_unity_dc_gain_and_start_aligned() {
+        for (a, b) in [
+            (48_000, 16_000),
+            (44_100, 16_000),
+            (8_000, 16_000),
+            (44_101, 16_000),
+            (96_000, 16_000),
+        ] {
+            for q in [Quality::Fast, Quality::High, Quality::VeryHigh] {
+                let fb = bank(a, b, q);
+                assert_eq!(fb.row(0).as_ptr().addr() % 32, 0);
+                let phases = if fb.layout == Layout::Shifted {
+                    1
+                } else {
+                    fb.rows()
+                };
+                for r in 0..phases {
+                    let sum: f64 = (0..fb.span).map(|t| f64::from(fb.tap(r, t))).sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "{a}->{b} row {r}: {sum}");
+                }
+                if fb.layout == Layout::Shifted {
+                    // Every variant holds each tap exactly once, in the lane it is loaded with.
+                    for (q, shift) in fb.shifts.iter().enumerate() {
+                        let row = fb.row(q);
+                        let mut taps = vec![0.0f32; fb.span];
+                        for (lane, &c) in row[..shift.gap].iter().enumerate() {
+                            taps[lane] = c;
+                        }
+                        for i in 0..shift.middle * LANES {
+                            taps[shift.gap + i] = row[LANES + i];
+                        }
+                        let last = (shift.middle + 1) * LANES;
+                        let covered = shift.gap + LANES * shift.middle;
+                        for lane in 0..LANES {
+                            let t = fb.span - LANES + lane;
+                            if t >= covered {
+                                taps[t] = row[last + lane];
+                            } else {
+                                assert_eq!(row[last + lane], 0.0);
+                            }
+                        }
+                        assert!(row[shift.gap..LANES].iter().all(|&c| c == 0.0));
+                        for (t, &c) in taps.iter().enumerate() {
+                            assert_eq!(c, fb.tap(0, t), "{a}->{b} variant {q} tap {t}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layout_follows_the_ratio() {
+        let fb = bank(48_000, 16_000, Quality::High);
+        assert_eq!((fb.layout, fb.rows()), (Layout::Shifted, LANES));
+        let fb = bank(44_100, 16_000, Quality::High);
+        assert_eq!(
+            (fb.layout, fb.rows(), fb.span % LANES),
+            (Layout::Rows, 160, 0)
+        );
+        let fb = bank(8_000, 16_000, Quality::High);
+        assert_eq!((fb.layout, fb.rows()), (Layout::Vertical, 2));
+        let odd = bank(44_101, 16_000, Quality::High);
+        assert!(matches!(odd.phases, Phases::Interpolated(n) if odd.rows() == n + 1));
+        assert_eq!(odd.layout, Layout::Rows);
+    }
+
+    #[test]
+    fn window_never_needs_future_input() {
         for (a, b) in [
             (48_000, 16_000),
             (44_100, 16_000),
             (8_000, 16_000),
             (44_101, 16_000),
         ] {
-            let fb = bank(a, b, Quality::High);
-            assert_eq!(fb.taps % TAP_MULTIPLE, 0);
-            for r in 0..fb.rows() {
-                let sum: f64 = fb.row(r).iter().map(|&c| f64::from(c)).sum();
-                assert!((sum - 1.0).abs() < 1e-5, "{a}->{b} row {r}: {sum}");
+            for q in [Quality::Fast, Quality::High, Quality::VeryHigh] {
+                let fb = bank(a, b, q);
+                // The kernel is centred `center` frames back, on the output grid, no closer
+                // than its half-width (no future input) and less than one output step further
+                // (no needless delay); `lead` frames of the newest ones are outside its reach.
+                let center = fb.delay as f64 * fb.down as f64 / fb.up as f64;
+                let half = (fb.span - 1) as f64 / 2.0;
+                assert!(center >= half, "{a}->{b} {q:?}");
+                assert!(
+                    center - half < fb.down as f64 / fb.up as f64 + 1e-9,
+                    "{a}->{b} {q:?}"
+                );
+                assert!(fb.lead as f64 <= center - half && center - half < fb.lead as f64 + 1.0);
             }
-            // The padding sits at the oldest end of row 0 (phase 0): h(k - tau) = 0, k > 2 tau.
-            let tau = fb.delay as f64 * fb.down as f64 / fb.up as f64;
-            let needed = (2.0 * tau).floor() as usize + 1;
-            assert!(fb.row(0)[..fb.taps - needed].iter().all(|&c| c == 0.0));
         }
     }
 
+    /// The default quality's stopband starts at the output Nyquist: >= 100 dB at every
+    /// frequency from there to the input Nyquist, for every phase; the passband is flat to
+    /// 0.01 dB up to 0.4 of the output rate and the -3 dB point is at 0.45 of it or above.
     #[test]
-    fn table_kind_follows_the_ratio() {
-        assert_eq!(bank(48_000, 16_000, Quality::High).rows(), 1);
-        assert_eq!(bank(44_100, 16_000, Quality::High).rows(), 160);
-        assert_eq!(bank(8_000, 16_000, Quality::High).rows(), 2);
-        let odd = bank(44_101, 16_000, Quality::High);
-        assert!(matches!(odd.phases, Phases::Interpolated(n) if odd.rows() == n + 1));
+    fn default_quality_response() {
+        for in_rate in [48_000u32, 44_100, 32_000, 22_050, 96_000] {
+            let fb = bank(in_rate, 16_000, Quality::High);
+            let fs = f64::from(in_rate);
+            let phases: Vec<usize> = (0..fb.rows().min(8)).map(|i| i * fb.rows() / 8).collect();
+            let phases = if fb.layout == Layout::Shifted {
+                vec![0]
+            } else {
+                phases
+            };
+            for &r in &phases {
+                let steps = 400;
+                for i in 0..=steps {
+                    let f = 8_000.0 + (fs / 2.0 - 8_000.0) * i as f64 / steps as f64;
+                    let g = db(phase_gain(&fb, r, f / fs));
+                    assert!(g < -100.0, "{in_rate} row {r} {f} Hz: {g} dB");
+                }
+                for i in 0..=64 {
+                    let f = 6_400.0 * i as f64 / 64.0;
+                    let g = db(phase_gain(&fb, r, f / fs));
+                    assert!(g.abs() < 0.01, "{in_rate} row {r} {f} Hz: {g} dB");
+                }
+                let g = db(phase_gain(&fb, r, 7_200.0 / fs));
+                assert!(g > -3.0, "{in_rate} row {r} 7.2 kHz: {g} dB");
+            }
+        }
+        // 8 kHz -> 16 kHz: images (at and above 4 kHz) >= 100 dB down, flat to 3.2 kHz.
+        let fb = bank(8_000, 16_000, Quality::High);
+        for i in 0..=400 {
+            let f = 4_000.0 + 3_950.0 * f64::from(i) / 400.0;
+            let g = db(prototype_gain(&fb, f / 8_000.0));
+            assert!(g < -100.0, "8k image {f} Hz: {g} dB");
+        }
+        for i in 0..=32 {
+            let f = 3_200.0 * f64::from(i) / 32.0;
+            let g = db(prototype_gain(&fb, f / 8_000.0));
+            assert!(g.abs() < 0.01, "8k {f} Hz: {g} dB");
+        }
     }
 
     #[test]
@@ -391,9 +666,11 @@ mod tests {
                 assert!(ms <= 5.0, "{in_rate} {q:?}: {ms} ms");
             }
         }
-        // vhq has no aliasing band; its delay stays under 5 ms when downsampling to 16 kHz.
-        let fb = bank(48_000, 16_000, Quality::VeryHigh);
-        assert!(fb.delay as f64 * 1000.0 / 16_000.0 <= 5.0);
+        // vhq's longer filter stays under 5 ms when downsampling to 16 kHz.
+        for in_rate in [44_100u32, 48_000] {
+            let fb = bank(in_rate, 16_000, Quality::VeryHigh);
+            assert!(fb.delay as f64 * 1000.0 / 16_000.0 <= 5.0);
+        }
     }
 
     #[test]
