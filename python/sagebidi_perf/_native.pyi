@@ -1,14 +1,17 @@
 # Stubs for the private native module, checked by `mypy.stubtest` (make lint).
 # Each section belongs to one Rust binding module in rust/src/python/.
+import datetime
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Self, TypeAlias, TypeVar, final, overload
+
+import numpy as np
+import numpy.typing as npt
 from typing_extensions import Buffer  # collections.abc.Buffer needs Python 3.12
 
 __version__: str
 
 # --- eventstream ---
-import datetime
-import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias, TypeVar, final, overload
 
 _T = TypeVar("_T")
 _HeaderValueIn: TypeAlias = (
@@ -65,15 +68,9 @@ class EventStreamDecoder:
     def offset(self) -> int: ...
 
 # --- sigv4 ---
-from collections.abc import Callable as _Callable  # noqa: E402
-from collections.abc import Iterable as _Iterable  # noqa: E402
-from collections.abc import Mapping as _Mapping  # noqa: E402
-from typing import Self as _Self  # noqa: E402
-from typing import TypeAlias as _TypeAlias  # noqa: E402
-from typing import final as _final  # noqa: E402
 
-_SigHeaders: _TypeAlias = _Iterable[tuple[str | bytes, str | bytes]]
-_SigCredentials: _TypeAlias = _Mapping[str, str] | _Callable[[str], str | None]
+_SigHeaders: TypeAlias = Iterable[tuple[str | bytes, str | bytes]]
+_SigCredentials: TypeAlias = Mapping[str, str] | Callable[[str], str | None]
 
 SIGV4_STREAMING_EVENTS_PAYLOAD: str
 SIGV4_UNSIGNED_PAYLOAD: str
@@ -149,7 +146,7 @@ def verify_request(
     normalize_path: bool = True,
 ) -> VerifiedRequest: ...
 
-@_final
+@final
 class SignedRequest:
     @property
     def authorization(self) -> str: ...
@@ -169,7 +166,7 @@ class SignedRequest:
     def added_headers(self) -> list[tuple[str, str]]: ...
     def event_signer(self) -> EventSigner: ...
 
-@_final
+@final
 class PresignedRequest:
     @property
     def query(self) -> str: ...
@@ -184,7 +181,7 @@ class PresignedRequest:
     @property
     def scope(self) -> str: ...
 
-@_final
+@final
 class VerifiedRequest:
     @property
     def access_key_id(self) -> str: ...
@@ -208,11 +205,11 @@ class VerifiedRequest:
     def signed_headers(self) -> list[str]: ...
     def event_verifier(self) -> EventVerifier: ...
 
-@_final
+@final
 class EventSigner:
     def __new__(
         cls, *, secret_access_key: str, region: str, service: str, seed_signature: str
-    ) -> _Self: ...
+    ) -> Self: ...
     def sign(self, inner: Buffer, date_ms: int | None = None) -> bytes: ...
     def sign_end(self, date_ms: int | None = None) -> bytes: ...
     @property
@@ -222,11 +219,11 @@ class EventSigner:
     @property
     def ended(self) -> bool: ...
 
-@_final
+@final
 class EventVerifier:
     def __new__(
         cls, *, secret_access_key: str, region: str, service: str, seed_signature: str
-    ) -> _Self: ...
+    ) -> Self: ...
     def verify(self, outer: Buffer) -> bytes: ...
     def feed(self, data: Buffer) -> list[bytes]: ...
     def finish(self) -> bool: ...
@@ -242,15 +239,9 @@ class EventVerifier:
     def prior_signature(self) -> str: ...
 
 # --- chunker ---
-from collections.abc import Sequence as _CkSequence  # noqa: E402
-from typing import Any as _CkAny  # noqa: E402
-from typing import TypeAlias as _CkTypeAlias  # noqa: E402
-from typing import final as _ck_final  # noqa: E402
-
-import numpy as _ck_np  # noqa: E402
 
 # numpy declares `__buffer__` only for Python >= 3.12, so name arrays explicitly.
-_FrameSource: _CkTypeAlias = Buffer | _ck_np.ndarray[_CkAny, _ck_np.dtype[_CkAny]]
+_FrameSource: TypeAlias = Buffer | np.ndarray[Any, np.dtype[Any]]
 
 def chunk_bytes(
     buf: _FrameSource, frame_bytes: int, *, pad: bool = False, align: int = 1
@@ -268,7 +259,7 @@ def frame_bytes_for(
     *, sample_rate: int, channels: int = 1, sample_width: int = 2, frame_ms: float = 100.0
 ) -> int: ...
 def pacing_schedule(
-    frame_seconds: _CkSequence[float] | _ck_np.ndarray[_CkAny, _ck_np.dtype[_CkAny]],
+    frame_seconds: Sequence[float] | np.ndarray[Any, np.dtype[Any]],
     *,
     speed: float = 1.0,
     start: float = 0.0,
@@ -280,35 +271,25 @@ def iter_chunks(
     buf: _FrameSource, frame_bytes: int, *, pad: bool = False, align: int = 1
 ) -> FrameIterator: ...
 
-@_ck_final
+@final
 class FrameIterator:
     def __iter__(self) -> FrameIterator: ...
     def __next__(self) -> memoryview: ...
     def __len__(self) -> int: ...
 
 # --- audio ---
-from typing import Any as _AuAny  # noqa: E402
-from typing import Literal as _AuLiteral  # noqa: E402
-from typing import TypeAlias as _AuTypeAlias  # noqa: E402
-from typing import final as _au_final  # noqa: E402
 
-import numpy as _au_np  # noqa: E402
-import numpy.typing as _au_npt  # noqa: E402
-
-_AuInput: _AuTypeAlias = (
-    Buffer
-    | _au_npt.NDArray[_au_np.int16]
-    | _au_npt.NDArray[_au_np.float32]
-    | _au_npt.NDArray[_au_np.float64]
+_AuInput: TypeAlias = (
+    Buffer | npt.NDArray[np.int16] | npt.NDArray[np.float32] | npt.NDArray[np.float64]
 )
-_AuQuality: _AuTypeAlias = _AuLiteral["fast", "hq", "vhq"]
-_AuDtype: _AuTypeAlias = _AuLiteral["float32", "int16"]
+_AuQuality: TypeAlias = Literal["fast", "hq", "vhq"]
+_AuDtype: TypeAlias = Literal["float32", "int16"]
 
 AUDIO_MIN_RATE: int
 AUDIO_MAX_RATE: int
 AUDIO_MAX_CHANNELS: int
 
-@_au_final
+@final
 class Resampler:
     def __new__(
         cls,
@@ -320,8 +301,8 @@ class Resampler:
         compensate_delay: bool = True,
         dtype: _AuDtype = "float32",
     ) -> Resampler: ...
-    def process(self, data: _AuInput) -> _au_npt.NDArray[_AuAny]: ...
-    def flush(self) -> _au_npt.NDArray[_AuAny]: ...
+    def process(self, data: _AuInput) -> npt.NDArray[Any]: ...
+    def flush(self) -> npt.NDArray[Any]: ...
     def reset(self) -> None: ...
     def output_frames(self, frames_in: int) -> int: ...
     @property
@@ -353,21 +334,21 @@ def resample(
     channels: int | None = None,
     quality: _AuQuality = "hq",
     dtype: _AuDtype = "float32",
-) -> _au_npt.NDArray[_AuAny]: ...
-def int16_to_float32(data: _AuInput) -> _au_npt.NDArray[_au_np.float32]: ...
+) -> npt.NDArray[Any]: ...
+def int16_to_float32(data: _AuInput) -> npt.NDArray[np.float32]: ...
 def float32_to_int16(
-    data: _au_npt.NDArray[_au_np.float32] | _au_npt.NDArray[_au_np.float64],
-) -> _au_npt.NDArray[_au_np.int16]: ...
-def downmix(data: _AuInput, channels: int | None = None) -> _au_npt.NDArray[_au_np.float32]: ...
+    data: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+) -> npt.NDArray[np.int16]: ...
+def downmix(data: _AuInput, channels: int | None = None) -> npt.NDArray[np.float32]: ...
 def select_channel(
     data: _AuInput, index: int, channels: int | None = None
-) -> _au_npt.NDArray[_au_np.float32]: ...
+) -> npt.NDArray[np.float32]: ...
 
 # --- keepalive ---
 SAGEMAKER_PING_INTERVAL: float
 SAGEMAKER_MAX_MISSED_PINGS: int
 
-@_ck_final
+@final
 class KeepaliveAction:
     @property
     def kind(self) -> str: ...
@@ -376,7 +357,7 @@ class KeepaliveAction:
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
-@_ck_final
+@final
 class Keepalive:
     def __new__(
         cls, interval: float = 60.0, max_missed: int = 5, *, payload_prefix: Buffer | None = None
@@ -411,15 +392,11 @@ class Keepalive:
     def last_rtt(self) -> float | None: ...
 
 # --- websocket ---
-from typing import Any as _WsAny  # noqa: E402
-from typing import Literal as _WsLiteral  # noqa: E402
-from typing import TypeAlias as _WsTypeAlias  # noqa: E402
-from typing import final as _ws_final  # noqa: E402
 
 # (kind, payload, fin): WS_TEXT -> str (messages mode) or UTF-8 bytes (frames mode);
 # WS_BINARY/WS_PING/WS_PONG -> bytes; WS_CLOSE -> (code: int, reason: str). The payload is Any
 # because its type follows `kind`, which mypy cannot narrow after `kind, payload, fin = event`.
-_WsEvent: _WsTypeAlias = tuple[int, _WsAny, bool]
+_WsEvent: TypeAlias = tuple[int, Any, bool]
 
 WS_TEXT: int
 WS_BINARY: int
@@ -428,16 +405,18 @@ WS_PING: int
 WS_PONG: int
 
 def websocket_accept_key(key: str | bytes) -> str: ...
-@_ws_final
+
+@final
 class WebSocketConnection:
     def __new__(
         cls,
         *,
         client: bool = False,
-        deliver: _WsLiteral["messages", "frames"] = "messages",
+        deliver: Literal["messages", "frames"] = "messages",
         max_message_size: int = 16777216,
         max_frame_size: int | None = None,
         max_fragments: int = 1048576,
+        defer_failure_close: bool = False,
     ) -> WebSocketConnection: ...
     def receive(self, data: Buffer) -> list[_WsEvent]: ...
     def send(self, data: str | Buffer) -> None: ...
@@ -449,7 +428,7 @@ class WebSocketConnection:
     @property
     def outgoing_size(self) -> int: ...
     @property
-    def state(self) -> _WsLiteral["open", "closing", "closed"]: ...
+    def state(self) -> Literal["open", "closing", "failing", "closed"]: ...
     @property
     def closed(self) -> bool: ...
     @property
@@ -465,10 +444,12 @@ class WebSocketConnection:
     @property
     def client(self) -> bool: ...
     @property
-    def deliver(self) -> _WsLiteral["messages", "frames"]: ...
+    def deliver(self) -> Literal["messages", "frames"]: ...
     @property
     def max_message_size(self) -> int: ...
     @property
     def max_frame_size(self) -> int: ...
     @property
     def max_fragments(self) -> int: ...
+    @property
+    def defer_failure_close(self) -> bool: ...
