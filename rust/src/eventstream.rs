@@ -926,20 +926,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = HeaderRef<'a>;
 
     fn next(&mut self) -> Option<HeaderRef<'a>> {
-        if self.pos >= self.block.len() {
-            return None;
-        }
-        match parse_header_fast(self.block, self.pos) {
-            Some((raw, next)) => {
-                self.pos = next;
-                raw.to_header_ref()
-            }
-            // Unreachable for a checked block; stop rather than loop.
-            None => {
-                self.pos = self.block.len();
-                None
-            }
-        }
+        next_header(self.block, &mut self.pos)?.to_header_ref()
     }
 }
 
@@ -1093,22 +1080,11 @@ impl<'a> Iterator for RawHeaderIter<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<RawHeaderRef<'a>> {
-        if self.pos >= self.block.len() {
-            return None;
-        }
-        match parse_header_fast(self.block, self.pos) {
-            Some((raw, next)) => {
-                self.pos = next;
-                Some(RawHeaderRef {
-                    name: raw.name,
-                    value: raw.raw_value(),
-                })
-            }
-            None => {
-                self.pos = self.block.len();
-                None
-            }
-        }
+        let raw = next_header(self.block, &mut self.pos)?;
+        Some(RawHeaderRef {
+            name: raw.name,
+            value: raw.raw_value(),
+        })
     }
 }
 
@@ -1117,8 +1093,25 @@ fn show(name: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(name))
 }
 
-/// Parses and checks the header starting at `pos` of a header block; returns it and the next
-/// position.
+/// The cursor step of both header iterators: the header at `*pos`, advancing `pos`. A fault
+/// (unreachable for a checked block) ends the iteration rather than looping.
+#[inline]
+fn next_header<'a>(block: &'a [u8], pos: &mut usize) -> Option<RawHeader<'a>> {
+    if *pos >= block.len() {
+        return None;
+    }
+    match parse_header_fast(block, *pos) {
+        Some((raw, next)) => {
+            *pos = next;
+            Some(raw)
+        }
+        None => {
+            *pos = block.len();
+            None
+        }
+    }
+}
+
 /// The header starting at `pos` of a header block and the next position, if it is well formed
 /// (UTF-8 not checked); `None` for any fault, which [`header_fault`] then describes. This is the
 /// hot path of every decode: no error is built here.

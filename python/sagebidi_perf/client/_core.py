@@ -8,11 +8,15 @@ the time it read it, and takes messages out with :meth:`SessionCore.next_message
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from sagebidi_perf.client.errors import ClientError, SessionStateError
 
-__all__ = ["Message", "SessionCore"]
+if TYPE_CHECKING:
+    from sagebidi_perf.client.sagemaker import SageMakerCore
+    from sagebidi_perf.client.ws import WsCore
+
+__all__ = ["DriverSession", "Message", "SessionCore"]
 
 
 class Message(NamedTuple):
@@ -119,3 +123,37 @@ class SessionCore:
     def send_blocked(self) -> bool:
         """Data waits for flow-control credit (the driver must read to get it)."""
         return False
+
+
+class DriverSession:
+    """What the blocking and the Trio session share: state read off the sans-IO core, no I/O."""
+
+    _core: WsCore | SageMakerCore
+    _closed: bool
+
+    @property
+    def transport(self) -> str:
+        """``"ws"`` or ``"sagemaker"``."""
+        return self._core.transport
+
+    @property
+    def core(self) -> WsCore | SageMakerCore:
+        """The sans-IO core (status, headers, close code...). Do not drive it directly."""
+        return self._core
+
+    @property
+    def closed(self) -> bool:
+        """:meth:`close` or :meth:`abort` was called."""
+        return self._closed
+
+    @property
+    def input_ended(self) -> bool:
+        return self._core.input_ended
+
+    def _closed_error(self) -> SessionStateError:
+        error = self._core.error
+        if error is None or isinstance(error, SessionStateError):
+            return error or SessionStateError("the session is closed")
+        closed = SessionStateError(f"the session is closed ({error})")
+        closed.__cause__ = error
+        return closed

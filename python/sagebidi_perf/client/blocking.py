@@ -22,7 +22,7 @@ from math import ceil
 from types import TracebackType
 from typing import NoReturn, Self
 
-from sagebidi_perf.client._core import Message, SessionCore
+from sagebidi_perf.client._core import DriverSession, Message, SessionCore
 from sagebidi_perf.client.credentials import CredentialsLike, resolve_credentials, resolve_region
 from sagebidi_perf.client.errors import (
     ClientError,
@@ -114,7 +114,7 @@ def _open_socket(
     return sock
 
 
-class Session:
+class Session(DriverSession):
     """A connected client session (either transport), for blocking code.
 
     ``send``/``send_fragment`` write at once (they wait only for HTTP/2 flow-control credit);
@@ -154,35 +154,6 @@ class Session:
         self._rpoll.register(sock.fileno(), select.POLLIN)
         self._wpoll = select.poll()
         self._wpoll.register(sock.fileno(), select.POLLOUT)
-
-    # -- information --------------------------------------------------------------------------
-
-    @property
-    def transport(self) -> str:
-        """``"ws"`` or ``"sagemaker"``."""
-        return self._core.transport
-
-    @property
-    def core(self) -> WsCore | SageMakerCore:
-        """The sans-IO core (status, headers, close code...). Do not drive it directly."""
-        return self._core
-
-    @property
-    def closed(self) -> bool:
-        """:meth:`close` or :meth:`abort` was called."""
-        return self._closed
-
-    @property
-    def input_ended(self) -> bool:
-        return self._core.input_ended
-
-    def _closed_error(self) -> SessionStateError:
-        error = self._core.error
-        if error is None or isinstance(error, SessionStateError):
-            return error or SessionStateError("the session is closed")
-        closed = SessionStateError(f"the session is closed ({error})")
-        closed.__cause__ = error
-        return closed
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Self
 
 import trio
 
-from sagebidi_perf.client._core import Message, SessionCore
+from sagebidi_perf.client._core import DriverSession, Message, SessionCore
 from sagebidi_perf.client.blocking import make_ssl_context
 from sagebidi_perf.client.credentials import CredentialsLike, resolve_credentials, resolve_region
 from sagebidi_perf.client.errors import (
@@ -43,7 +43,7 @@ RECV_SIZE = 256 * 1024
 _perf_counter = time.perf_counter
 
 
-class TrioSession:
+class TrioSession(DriverSession):
     """A connected client session (either transport) for Trio code; see
     :class:`~sagebidi_perf.client.blocking.Session` for the semantics."""
 
@@ -64,31 +64,6 @@ class TrioSession:
         self._closed = False
         #: The close code a lost connection reports: 1006 for a WebSocket, None otherwise.
         self._abnormal = 1006 if core.transport == "ws" else None
-
-    @property
-    def transport(self) -> str:
-        return self._core.transport
-
-    @property
-    def core(self) -> WsCore | SageMakerCore:
-        """The sans-IO core (status, headers, close code...). Do not drive it directly."""
-        return self._core
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def input_ended(self) -> bool:
-        return self._core.input_ended
-
-    def _closed_error(self) -> SessionStateError:
-        error = self._core.error
-        if error is None or isinstance(error, SessionStateError):
-            return error or SessionStateError("the session is closed")
-        closed = SessionStateError(f"the session is closed ({error})")
-        closed.__cause__ = error
-        return closed
 
     # -- sending ------------------------------------------------------------------------------
 

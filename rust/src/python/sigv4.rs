@@ -62,11 +62,42 @@ fn header_list(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> 
     Ok(out)
 }
 
-fn pairs(headers: &[(Vec<u8>, Vec<u8>)]) -> Vec<HeaderPair<'_>> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_slice(), v.as_slice()))
-        .collect()
+/// A request's path, query and headers, taken from Python the same way by every signing call
+/// (copies; requests are small).
+struct RequestParts {
+    path: Vec<u8>,
+    query: Option<Vec<u8>>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RequestParts {
+    fn extract(
+        path: &Bound<'_, PyAny>,
+        query: Option<&Bound<'_, PyAny>>,
+        headers: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        Ok(RequestParts {
+            path: text_or_bytes(path, "path")?,
+            query: query.map(|q| text_or_bytes(q, "query")).transpose()?,
+            headers: header_list(headers)?,
+        })
+    }
+
+    fn header_pairs(&self) -> Vec<HeaderPair<'_>> {
+        self.headers
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect()
+    }
+
+    fn request<'a>(&'a self, method: &'a str, headers: &'a [HeaderPair<'a>]) -> HttpRequest<'a> {
+        HttpRequest {
+            method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            headers,
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -255,16 +286,9 @@ fn sign_request(
     normalize_path: bool,
     content_sha256_header: bool,
 ) -> PyResult<PySignedRequest> {
-    let path = text_or_bytes(path, "path")?;
-    let query = query.map(|q| text_or_bytes(q, "query")).transpose()?;
-    let headers = header_list(headers)?;
-    let header_pairs = pairs(&headers);
-    let req = HttpRequest {
-        method,
-        path: &path,
-        query: query.as_deref(),
-        headers: &header_pairs,
-    };
+    let parts = RequestParts::extract(path, query, headers)?;
+    let header_pairs = parts.header_pairs();
+    let req = parts.request(method, &header_pairs);
     let params = s::SigningParams {
         credentials: s::Credentials {
             access_key_id,
@@ -345,16 +369,9 @@ fn presign_request(
     session_token: Option<&str>,
     normalize_path: bool,
 ) -> PyResult<PyPresignedRequest> {
-    let path = text_or_bytes(path, "path")?;
-    let query = query.map(|q| text_or_bytes(q, "query")).transpose()?;
-    let headers = header_list(headers)?;
-    let header_pairs = pairs(&headers);
-    let req = HttpRequest {
-        method,
-        path: &path,
-        query: query.as_deref(),
-        headers: &header_pairs,
-    };
+    let parts = RequestParts::extract(path, query, headers)?;
+    let header_pairs = parts.header_pairs();
+    let req = parts.request(method, &header_pairs);
     let params = s::SigningParams {
         credentials: s::Credentials {
             access_key_id,
@@ -486,16 +503,9 @@ fn verify_request(
     max_skew_seconds: Option<f64>,
     normalize_path: bool,
 ) -> PyResult<PyVerifiedRequest> {
-    let path = text_or_bytes(path, "path")?;
-    let query = query.map(|q| text_or_bytes(q, "query")).transpose()?;
-    let headers = header_list(headers)?;
-    let header_pairs = pairs(&headers);
-    let req = HttpRequest {
-        method,
-        path: &path,
-        query: query.as_deref(),
-        headers: &header_pairs,
-    };
+    let parts = RequestParts::extract(path, query, headers)?;
+    let header_pairs = parts.header_pairs();
+    let req = parts.request(method, &header_pairs);
     let auth = s::Authorization::from_headers(&header_pairs)?;
     auth.check_scope(region, service)?;
     let secret = lookup_secret(credentials, &auth.access_key_id)?
