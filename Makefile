@@ -26,7 +26,7 @@ venv: $(STAMP)
 
 # Release build: the benchmarks and the timing-sensitive servers need it, and it takes ~1 min.
 dev: venv
-	$(VENV)/bin/maturin develop --release --quiet --extras test,dev,bench
+	$(VENV)/bin/maturin develop --release --quiet --extras transcribe,loadtest,test,dev,bench
 
 # The wheel the container image installs (container/Dockerfile).
 wheel: venv
