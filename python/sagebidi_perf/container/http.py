@@ -229,7 +229,9 @@ async def _handle_request(
                 body, content_type.decode("latin-1") if content_type else None
             )
         except RejectUpgrade as exc:
-            await out.respond(exc.status, exc.message.encode() + b"\n")
+            await out.respond(
+                exc.status, exc.message.encode() + b"\n", exc.content_type, _extra(exc.headers)
+            )
             return None
         except Exception as exc:
             log.exception("model.invoke failed")
@@ -289,7 +291,13 @@ async def _handle_request(
     try:
         model.check_upgrade(upgrade_request)
     except RejectUpgrade as exc:
-        await out.respond(exc.status, exc.message.encode() + b"\n", close=True)
+        await out.respond(
+            exc.status,
+            exc.message.encode() + b"\n",
+            exc.content_type,
+            _extra(exc.headers),
+            close=True,
+        )
         return None
     # GET with Upgrade: h11 pauses in MIGHT_SWITCH_PROTOCOL once the (empty) body has ended.
     while conn.their_state is h11.SEND_BODY:
@@ -309,6 +317,17 @@ async def _handle_request(
     )
     trailing, _closed = conn.trailing_data
     return Upgrade(upgrade_request, bytes(trailing))
+
+
+def _extra(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Model-supplied response headers; CR/LF (header injection) are replaced by spaces."""
+    return [
+        (
+            k.encode("latin-1", "replace"),
+            v.replace("\r", " ").replace("\n", " ").encode("latin-1", "replace"),
+        )
+        for k, v in headers
+    ]
 
 
 async def _send_invoke_response(out: _HttpConnection, answer: InvokeResponse | bytes | str) -> None:

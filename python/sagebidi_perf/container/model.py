@@ -51,10 +51,21 @@ class RejectUpgrade(Exception):
     SageMaker this becomes a 424 ``ModelError``.
     """
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        #: The body's content type (e.g. ``application/json`` for a JSON error body).
+        self.content_type = content_type
+        #: Extra response headers (e.g. Deepgram's ``dg-error``).
+        self.headers = tuple(headers)
 
 
 @dataclass(frozen=True, slots=True)
