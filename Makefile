@@ -11,6 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: help venv dev wheel lint fmt test test-rust test-python conformance interop bench demo clean
 
 help:
+	@echo "make demo   - the whole system: STT container + gateway + 30 s Locust speech load test"
 	@echo "make test   - set up .venv, build the extension, run cargo test + pytest"
 	@echo "make lint   - ruff, mypy, stubtest, cargo fmt --check, clippy -D warnings"
 	@echo "make bench  - run the benchmarks (peers side by side, ratios)"
@@ -39,6 +40,11 @@ test-python: dev
 	$(PY) -m pytest
 
 test: test-rust test-python
+
+# The main job: STT container + gateway + a 30 s Locust speech load test through the gateway
+# (the official client's wire path); prints the summary, writes demo-report/, stops everything.
+demo: dev
+	$(PY) -m sagebidi_perf.cli demo $(DEMO_ARGS)
 
 lint: dev
 	$(VENV)/bin/ruff check .
@@ -78,6 +84,18 @@ bench-container: dev
 .PHONY: bench-gateway
 bench-gateway: dev
 	$(PY) benchmarks/gateway_bench.py $(BENCH_ARGS)
+
+# Speech-to-text: `sagebidi serve --model transcribe --workers 2` under 1, 2, 4, 6 real-time streams
+# (RTF, final-result latency) beside the bare pocketsphinx loop on the same audio (~4 min).
+.PHONY: bench-transcribe
+bench-transcribe: dev
+	$(PY) benchmarks/transcribe_bench.py $(BENCH_ARGS)
+
+# The load generator: real-time echo sessions (3.2 KB / 100 ms) one Locust worker core keeps on
+# time (send jitter p99 <= 2 ms), ours vs the same user on websocket-client (~4 min).
+.PHONY: bench-loadtest
+bench-loadtest: dev
+	$(PY) benchmarks/loadtest_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf target $(VENV) python/sagebidi_perf/*.so
