@@ -3,12 +3,16 @@
     .venv/bin/python benchmarks/gateway_bench.py            # everything (make bench-gateway)
     .venv/bin/python benchmarks/gateway_bench.py --quick    # tiny, seconds (smoke test)
     .venv/bin/python benchmarks/gateway_bench.py --rt-steps 50,100,200
+    .venv/bin/python benchmarks/gateway_bench.py --gateway-workers 2 --server-cores 0
 
 Processes: the container (``python -m sagebidi_perf.container serve --model echo``) and the
 gateway (this file with ``--serve-gateway``: ``sagebidi_perf.gateway.serve``, TLS HTTP/2, SigV4
-on) are separate processes, both pinned to the first usable core (they share it: the relay path
-is gateway + container on one core, the load client alone on the other core). With one usable
-core nothing is pinned (noted in the JSON).
+on) are separate processes, pinned to the server cores (default: the first usable core, which
+they share: the relay path is gateway + container on one core, the load client alone on the
+other core; ``--server-cores 0,1`` lets them float over both, sharing with the client).
+``--gateway-workers N`` runs N gateway processes on one port (SO_REUSEPORT, like
+``sagebidi gateway --workers N``); their CPU is summed. With one usable core nothing is pinned
+(noted in the JSON).
 
 Round trip: one session per path (``connect_ws`` straight to the container; ``connect_sagemaker``
 through the gateway), blocking client, send one binary message, wait for its echo; peers
@@ -85,10 +89,10 @@ def raise_priority() -> bool:
     return True
 
 
-def _pin(core: int | None) -> Any:
+def _pin(core: int | set[int] | None) -> Any:
     def pin() -> None:
         if core is not None:
-            os.sched_setaffinity(0, {core})
+            os.sched_setaffinity(0, {core} if isinstance(core, int) else core)
         raise_priority()
 
     return pin
@@ -112,8 +116,10 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 class Stack:
     """Container + gateway processes."""
 
-    def __init__(self, core: int | None, cert_dir: Path) -> None:
+    def __init__(self, core: int | set[int] | None, cert_dir: Path, workers: int = 1) -> None:
         self.core = core
+        self.workers = workers
+        self.gateways: list[subprocess.Popen[bytes]] = []
         self.cert_dir = cert_dir
         self.container_port = free_port()
         self.gateway_port = free_port()
@@ -127,16 +133,34 @@ class Stack:
         cmd_g = [sys.executable, str(Path(__file__).resolve()), "--serve-gateway"]
         cmd_g += ["--gateway-port", str(self.gateway_port)]
         cmd_g += ["--upstream-port", str(self.container_port), "--cert-dir", str(self.cert_dir)]
+        if self.workers > 1:
+            cmd_g += ["--reuse-port"]
         self.container = subprocess.Popen(
             cmd_c, stdin=subprocess.DEVNULL, env=env, preexec_fn=_pin(self.core)
         )
         self.procs.append(self.container)
         _wait_port(self.container_port, self.container)
-        self.gateway = subprocess.Popen(
-            cmd_g, stdin=subprocess.DEVNULL, env=env, preexec_fn=_pin(self.core)
-        )
-        self.procs.append(self.gateway)
-        _wait_port(self.gateway_port, self.gateway)
+        for _ in range(self.workers):  # the first makes the CA; the others reuse it
+            gateway = subprocess.Popen(
+                cmd_g,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                env=env,
+                preexec_fn=_pin(self.core),
+            )
+            self.procs.append(gateway)
+            self.gateways.append(gateway)
+            assert gateway.stdout is not None
+            # Each process says when it listens (a second worker must not still be starting
+            # while CPU is measured: the port answers as soon as the first one listens).
+            if gateway.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"gateway exited with {gateway.wait(10)}")
+            _wait_port(self.gateway_port, gateway)
+        self.gateway = self.gateways[0]
+
+    def gateway_cpu(self) -> float:
+        """CPU seconds of all gateway processes."""
+        return sum(cpu_seconds(p.pid) for p in self.gateways)
 
     @property
     def ca_file(self) -> str:
@@ -185,17 +209,23 @@ def serve_gateway(args: argparse.Namespace) -> int:
         default_upstream=parse_upstream(f"ws://127.0.0.1:{args.upstream_port}"),
         max_concurrent_streams=100,
         ping_interval=None,
+        reuse_port=args.reuse_port,
+        shutdown_grace=1.0,
     )
+
+    def ready(_server: object) -> None:
+        print("ready", flush=True)
+
     prof_path = os.environ.get("GWBENCH_CPROFILE")  # profile the gateway (see --hold)
     if not prof_path:
-        trio.run(lambda: serve(settings, handle_signals=True))
+        trio.run(lambda: serve(settings, handle_signals=True, on_ready=ready))
         return 0
     import cProfile
 
     prof = cProfile.Profile()
     prof.enable()
     try:
-        trio.run(lambda: serve(settings, handle_signals=True))
+        trio.run(lambda: serve(settings, handle_signals=True, on_ready=ready))
     finally:
         prof.disable()
         prof.dump_stats(prof_path)
@@ -229,7 +259,7 @@ def round_trips(stack: Stack, size: int, count: int, rounds: int) -> dict[str, A
             order = list(sessions) if r % 2 == 0 else list(reversed(sessions))
             for path in order:
                 s = sessions[path]
-                c0, w0 = cpu_seconds(stack.gateway.pid), time.perf_counter()
+                c0, w0 = stack.gateway_cpu(), time.perf_counter()
                 for _ in range(count):
                     t0 = time.perf_counter_ns()
                     s.send(payload)
@@ -239,7 +269,7 @@ def round_trips(stack: Stack, size: int, count: int, rounds: int) -> dict[str, A
                         raise RuntimeError(f"{path}: bad echo ({m!r:.80})")
                     lat[path].append((t1 - t0) / 1e3)
                 if path == "gateway":
-                    gw_cpu += cpu_seconds(stack.gateway.pid) - c0
+                    gw_cpu += stack.gateway_cpu() - c0
                     gw_wall += time.perf_counter() - w0
                     gw_frames += 2 * count
     finally:
@@ -302,7 +332,7 @@ def realtime(stack: Stack, path: str, n: int, duration: float, warmup: float) ->
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
-    c0 = cpu_seconds(stack.gateway.pid)
+    c0 = stack.gateway_cpu()
     cc0 = cpu_seconds(stack.container.pid)
     me0 = cpu_seconds(os.getpid())
     w0 = time.perf_counter()
@@ -311,7 +341,7 @@ def realtime(stack: Stack, path: str, n: int, duration: float, warmup: float) ->
     for th in threads:
         th.join(timeout=duration + warmup + 30)
     wall = time.perf_counter() - w0
-    gw_cpu = cpu_seconds(stack.gateway.pid) - c0
+    gw_cpu = stack.gateway_cpu() - c0
     c_cpu = cpu_seconds(stack.container.pid) - cc0
     me_cpu = cpu_seconds(os.getpid()) - me0
     for s in sessions:
@@ -355,7 +385,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only keep one 3.2 KB echo session busy through the gateway this long (to profile "
         "it: py-spy on the printed pid, or GWBENCH_CPROFILE=/tmp/gw.prof for cProfile)",
     )
+    p.add_argument(
+        "--gateway-workers", type=int, default=1, help="gateway processes on one port (default 1)"
+    )
+    p.add_argument(
+        "--server-cores",
+        help="cores for container + gateway, e.g. 0 or 0,1 (default: the first usable core)",
+    )
+    p.add_argument("--hold-size", type=int, default=3200, help="message size for --hold")
     p.add_argument("--serve-gateway", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--gateway-port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--upstream-port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--cert-dir", help=argparse.SUPPRESS)
@@ -379,13 +418,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     rt_duration = args.rt_duration or (0.5 if q else 5.0)
     only = set(args.only or ("roundtrip", "realtime"))
+    server_core: int | set[int] | None
     if len(USABLE_CORES) >= 2:
         server_core, client_core = USABLE_CORES[0], USABLE_CORES[1]
+        if args.server_cores:
+            server_core = {int(c) for c in args.server_cores.split(",")}
         os.sched_setaffinity(0, {client_core})
-        pin_note = f"container + gateway on core {server_core}, client on core {client_core}"
+        pin_note = f"container + gateway on core(s) {server_core}, client on core {client_core}"
     else:
         server_core = None
         pin_note = "one usable core: nothing pinned"
+    pin_note += f"; {args.gateway_workers} gateway process(es)"
     pin_note += f"; nice {NICE}" if raise_priority() else "; default priority"
     cfg = harness.Config.make(q)
     meth = harness.methodology(cfg)
@@ -394,12 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     meth["concurrency"] = "3 processes: container, gateway, load client (threads, blocking client)"
     report: dict[str, Any] = {"kind": "gateway", "methodology": meth}
     with tempfile.TemporaryDirectory(prefix="gwbench-") as tmp:
-        stack = Stack(server_core, Path(tmp))
-        stack.start()
+        stack = Stack(server_core, Path(tmp), args.gateway_workers)
         try:
+            stack.start()
             if args.hold:
                 s = stack.connect("gateway")
-                payload = os.urandom(3200)
+                payload = os.urandom(args.hold_size)
                 end = time.monotonic() + args.hold
                 print(f"gateway pid {stack.gateway.pid}", flush=True)
                 while time.monotonic() < end:

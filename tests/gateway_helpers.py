@@ -465,7 +465,8 @@ class FrameContainer:
                 for kind, payload, fin in ws.receive(data):
                     if kind in (TEXT, BINARY):
                         conn.frames.append((kind, bytes(payload), fin))
-                        if self.mode == "mirror":
+                        # A Close read in the same batch was already answered: no more sends.
+                        if self.mode == "mirror" and ws.state == "open":
                             ws.send_fragment(payload, fin, text=kind == TEXT)
                         elif self.mode == "close" and len(conn.frames) >= self.close_after:
                             ws.close(self.close_code, self.close_reason)

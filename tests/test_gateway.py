@@ -697,6 +697,25 @@ async def test_a_container_that_does_not_read_slows_the_client_down(make: object
     assert all(frame == (BINARY, event, True) for frame in conn.frames)
 
 
+async def test_a_batch_of_events_in_one_write_is_relayed_frame_by_frame(make: object) -> None:
+    # The relay processes every complete event of a receive in one pass: the frames must still
+    # reach the container one per event, in order, with the Close after the last one.
+    setup: Setup = await make()  # type: ignore[operator]
+    client = setup.client
+    with trio.fail_after(STEP):
+        sid, signer = await setup.signed()
+        batch = b"".join(signer.sign(payload_part(f"m{i}".encode())) for i in range(50))
+        await client.send(sid, batch + signer.sign_end(), end_stream=True)
+        state = await client.finished(sid)
+        [conn] = setup.container.connections
+        await conn.wait(lambda c: c.close is not None)
+    assert state.status == 200
+    assert conn.frames == [(TEXT, f"m{i}".encode(), True) for i in range(50)]
+    assert conn.close == (1000, "client closed input stream")
+    [record] = setup.gateway.gateway.sessions
+    assert (record.parts_in, record.outcome, record.final_frame) == (50, "input-ended", True)
+
+
 async def test_concurrent_streams_on_one_connection(make: object) -> None:
     setup: Setup = await make()  # type: ignore[operator]
     client = setup.client

@@ -1,4 +1,4 @@
-"""The ``sagebidi`` command: ``serve`` (the container runtime); more subcommands as they land."""
+"""The ``sagebidi`` command: ``serve``, ``gateway``, ``stream`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sagebidi_perf.gateway import GatewaySettings
 
 __all__ = ["main"]
 
@@ -87,10 +91,45 @@ def _add_gateway(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--max-session-seconds", type=float, help="end sessions after N seconds [default: none]"
     )
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        help="seconds sessions may run on after SIGTERM, then END_STREAM + Close 1001 "
+        "[default: 30]",
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the port [default: 1]")
+    p.add_argument("--reuse-port", action="store_true", default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
 
 
-def _gateway(args: argparse.Namespace) -> int:
+def _add_stream(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagebidi_perf.stream import __doc__ as doc
+    from sagebidi_perf.stream import add_arguments
+
+    p = sub.add_parser(
+        "stream",
+        help="stream a WAV file to a container or endpoint and print transcripts live",
+        description=(doc or "").split("\n\n")[0].replace("``", ""),
+    )
+    add_arguments(p)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sagebidi_perf.demo import add_arguments
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole system: STT container + gateway + a short Locust speech load test",
+        description=(
+            "Start the transcribe container and the gateway, stream speech through the gateway "
+            "with Locust (the official client's wire path), print the summary, write the "
+            "reports, stop everything."
+        ),
+    )
+    add_arguments(p)
+
+
+def _gateway(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import trio
 
     from sagebidi_perf.gateway import GatewayServer, GatewaySettings, serve
@@ -110,12 +149,21 @@ def _gateway(args: argparse.Namespace) -> int:
             ping_interval=args.ping_interval,
             ping_misses=args.ping_misses,
             max_session_seconds=args.max_session_seconds,
+            shutdown_grace=args.shutdown_grace,
+            reuse_port=args.reuse_port,
         )
     except ValueError as exc:
         print(f"sagebidi gateway: {exc}", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print("sagebidi gateway: --workers must be >= 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _gateway_workers(settings, argv, args.workers)
 
     def ready(server: GatewayServer) -> None:
+        if settings.reuse_port:  # a worker: the parent prints the lines once
+            return
         print(server.endpoint_url)
         print(f"SSL_CERT_FILE={server.ca_file}", flush=True)
 
@@ -125,6 +173,41 @@ def _gateway(args: argparse.Namespace) -> int:
         print(f"sagebidi gateway: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _gateway_workers(settings: GatewaySettings, argv: Sequence[str], workers: int) -> int:
+    """``--workers N``: the CA and certificate are made here once, then N processes serve the
+    port (SO_REUSEPORT); the two lines are printed once the port accepts connections."""
+    import socket
+    import time
+
+    from sagebidi_perf.container.workers import run_workers
+    from sagebidi_perf.gateway import ensure_certificates
+    from sagebidi_perf.gateway.server import endpoint_url
+
+    if settings.port == 0:
+        print("sagebidi gateway: --workers > 1 needs a fixed --port", file=sys.stderr)
+        return 2
+    certs = ensure_certificates(settings.cert_dir, settings.cert_hosts)
+
+    def started() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((settings.host, settings.port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        print(endpoint_url(settings.host, settings.port))
+        print(f"SSL_CERT_FILE={certs.ca}", flush=True)
+
+    child = _without_option([a for a in argv if a != "--reuse-port"], "--workers")
+    return run_workers(
+        [*child, "--port", str(settings.port)],
+        workers,
+        module="sagebidi_perf.cli",
+        on_started=started,
+    )
 
 
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -190,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_gateway(sub)
+    _add_stream(sub)
+    _add_demo(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO").upper(),
@@ -198,7 +283,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args, argv)
     if args.command == "gateway":
-        return _gateway(args)
+        return _gateway(args, argv)
+    if args.command == "demo":
+        from sagebidi_perf.demo import run_from_args as run_demo
+
+        return run_demo(args)
+    if args.command == "stream":
+        from sagebidi_perf.stream import run_from_args
+
+        return run_from_args(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 2
 

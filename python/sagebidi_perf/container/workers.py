@@ -8,17 +8,25 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 __all__ = ["run_workers"]
 
 
-def run_workers(child_args: Sequence[str], workers: int) -> int:
+def run_workers(
+    child_args: Sequence[str],
+    workers: int,
+    *,
+    module: str = "sagebidi_perf.container",
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    """Run ``python -m module *child_args --workers 1 --reuse-port`` ``workers`` times;
+    ``on_started()`` runs once they are started (the gateway waits for its port there)."""
     cmd = [
         sys.executable,
         "-m",
-        "sagebidi_perf.container",
+        module,
         *child_args,
         "--workers",
         "1",
@@ -33,6 +41,8 @@ def run_workers(child_args: Sequence[str], workers: int) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if on_started is not None:
+            on_started()
         codes = [child.wait() for child in children]
     finally:
         for sig, handler in previous.items():

@@ -26,6 +26,7 @@ The stream is never reset; after END_STREAM the client's DATA is acknowledged an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections import deque
@@ -55,7 +56,7 @@ from sagebidi_perf.gateway.aws import (
     request_id,
     validate_request_headers,
 )
-from sagebidi_perf.gateway.h2conn import RequestStream, StreamGone
+from sagebidi_perf.gateway.h2conn import WRITE_LOW_WATER, RequestStream, StreamGone
 from sagebidi_perf.gateway.settings import GatewaySettings, Upstream
 from sagebidi_perf.gateway.upstream import UpstreamConnection, UpstreamError, open_upstream
 from sagebidi_perf.keepalive import Keepalive
@@ -94,52 +95,6 @@ class SessionRecord:
         self.final_frame: bool | None = None
 
 
-class _ResponseQueue:
-    """Response events waiting for the client's flow-control window, bounded in bytes (a
-    single larger event still passes), then one terminal item (an exception event or None)."""
-
-    def __init__(self, limit: int) -> None:
-        self._items: deque[bytes] = deque()
-        self._size = 0
-        self._limit = limit
-        self._changed = trio.Event()
-        self.finished = False
-        self.final_event: bytes | None = None
-
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
-
-    async def put(self, event: bytes) -> None:
-        while self._items and self._size + len(event) > self._limit and not self.finished:
-            await self._changed.wait()
-        if self.finished:
-            return
-        self._items.append(event)
-        self._size += len(event)
-        self._notify()
-
-    def finish(self, final_event: bytes | None) -> bool:
-        """End the response (first call wins; returns whether this call did)."""
-        if self.finished:
-            return False
-        self.finished = True
-        self.final_event = final_event
-        self._notify()
-        return True
-
-    async def get(self) -> bytes | None:
-        """The next event, or None once finished and empty."""
-        while not self._items:
-            if self.finished:
-                return None
-            await self._changed.wait()
-        event = self._items.popleft()
-        self._size -= len(event)
-        self._notify()
-        return event
-
-
 class Gateway:
     """The request handler of the gateway (one per server)."""
 
@@ -150,6 +105,17 @@ class Gateway:
         self.active_sessions = 0
         self.requests = 0
         self._sessions_changed = trio.Event()
+        self._relays: set[_Relay] = set()
+        #: After SIGTERM: new requests get 503; :meth:`end_sessions` ends the open ones.
+        self.shutting_down = False
+        self._ending = False
+
+    def end_sessions(self) -> None:
+        """End every open session now (the end of the shutdown grace period): END_STREAM to the
+        client after what is queued, Close 1001 to the container."""
+        self._ending = True
+        for relay in list(self._relays):
+            relay.shutdown()
 
     async def wait_idle(self) -> None:
         """Return once no session is open."""
@@ -240,6 +206,13 @@ class Gateway:
         req_id = request_id()
         settings = self.settings
         try:
+            if self.shutting_down:
+                raise ErrorResponse(
+                    503,
+                    "ServiceUnavailable",
+                    "The gateway is shutting down; retry on a new connection.",
+                    "ServiceUnavailable",
+                )
             endpoint, raw_path = self._route(stream)
             verifier = self._authenticate(stream, raw_path)
             headers = {
@@ -293,10 +266,14 @@ class Gateway:
         self.active_sessions += 1
         variant = headers.get(TARGET_VARIANT, DEFAULT_VARIANT)
         log.info("stream %d: session %s -> %s%s", stream.stream_id, endpoint, upstream.base, target)
+        relay = _Relay(settings, stream, up, verifier, record)
+        self._relays.add(relay)
+        if self._ending:
+            relay.shutdown()
         try:
-            relay = _Relay(settings, stream, up, verifier, record)
             await relay.run(req_id, variant)
         finally:
+            self._relays.discard(relay)
             self.active_sessions -= 1
             changed, self._sessions_changed = self._sessions_changed, trio.Event()
             changed.set()
@@ -317,7 +294,15 @@ async def _send_error(stream: RequestStream, err: ErrorResponse, req_id: str) ->
 
 
 class _Relay:
-    """One session: client stream <-> container WebSocket."""
+    """One session: client stream <-> container WebSocket, relayed in place.
+
+    Client -> container runs in the HTTP/2 connection's reader task (this is the stream's
+    :class:`~sagebidi_perf.gateway.h2conn.Sink`): decode, verify, write the WebSocket frames, one
+    write per received batch; the client's window is given back once the container's socket
+    took the bytes. Container -> client runs in this session's reader task: every frame of a
+    receive becomes a response event pushed into h2, written once per batch. No queue, event or
+    lock between the two sides per frame.
+    """
 
     def __init__(
         self,
@@ -333,7 +318,10 @@ class _Relay:
         self.verifier = verifier
         self.decoder = EventStreamDecoder() if verifier is None else None
         self.record = record
-        self.queue = _ResponseQueue(settings.response_buffer)
+        #: The end of the response is decided (``final_event``: an exception event or None).
+        self.finished = False
+        self.final_event: bytes | None = None
+        self._done = trio.Event()
         self.ws_closed = trio.Event()
         #: We sent a Close to the container (ours, not the echo of theirs).
         self.we_closed = False
@@ -346,6 +334,13 @@ class _Relay:
         self._message_text = False
         self._nursery: trio.Nursery | None = None
         self._gave_up_waiting = False
+        #: The client's input is over (ended, failed): later DATA is acknowledged and dropped.
+        self._input_done = False
+        #: Flow-controlled bytes consumed in this pass / waiting for the container's socket.
+        self._pass_length = 0
+        self._unacked = 0
+        self._close_after_pass = False
+        up.on_drained = self._ack_deferred
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -353,20 +348,37 @@ class _Relay:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._guard, self._client_to_container)
-                nursery.start_soon(self._guard, self._container_reader)
-                if self.keepalive is not None:
-                    nursery.start_soon(self._guard, self._pinger)
-                if self.settings.max_session_seconds is not None:
-                    nursery.start_soon(self._guard, self._session_timer)
                 try:
-                    await self._send_responses(req_id, variant)
+                    await self.stream.send_headers(
+                        [
+                            (b":status", b"200"),
+                            (b"content-type", EVENTSTREAM_CONTENT_TYPE),
+                            (b"x-amzn-requestid", req_id.encode()),
+                            (b"x-amzn-invoked-production-variant", variant.encode()),
+                            (b"date", http_date()),
+                        ]
+                    )
+                    nursery.start_soon(self._guard, self._container_reader)
+                    if self.keepalive is not None:
+                        nursery.start_soon(self._guard, self._pinger)
+                    if self.settings.max_session_seconds is not None:
+                        nursery.start_soon(self._guard, self._session_timer)
+                    self.stream.set_sink(self)
+                    await self._done.wait()
+                    await self._send_final()
                     await self._close_upstream()
                 except StreamGone:
                     pass
                 nursery.cancel_scope.cancel()
         finally:
-            if self.stream.gone and self.record.outcome in ("open", "input-ended"):
+            self.stream.drain()
+            # (A client that leaves after our END_STREAM did not vanish mid-session.)
+            stream = self.stream
+            if (
+                stream.gone
+                and not stream.response_ended
+                and self.record.outcome in ("open", "input-ended")
+            ):
                 self.record.outcome = "client-gone"
             with trio.CancelScope(shield=True):
                 await self._abandon_upstream()
@@ -379,37 +391,46 @@ class _Relay:
             if self._nursery is not None:
                 self._nursery.cancel_scope.cancel()
         except Exception as exc:
-            log.exception("stream %d: relay task failed", self.stream.stream_id)
-            self._fail(
-                internal_stream_failure(f"Internal failure in the gateway: {type(exc).__name__}"),
-                (1011, "gateway internal error"),
-                "internal-error",
-            )
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> None:
+        log.error(
+            "stream %d: relay task failed",
+            self.stream.stream_id,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self._fail(
+            internal_stream_failure(f"Internal failure in the gateway: {type(exc).__name__}"),
+            (1011, "gateway internal error"),
+            "internal-error",
+        )
+
+    def _end_response(self, final_event: bytes | None) -> bool:
+        """Decide the end of the response (first call wins; returns whether this call did)."""
+        if self.finished:
+            return False
+        self.finished = True
+        self.final_event = final_event
+        self._done.set()
+        return True
 
     def _fail(self, event: bytes | None, close: tuple[int, str], outcome: str) -> None:
-        if self.queue.finish(event):
+        if self._end_response(event):
             self.pending_close = close
             self.record.outcome = outcome
 
-    async def _send_responses(self, req_id: str, variant: str) -> None:
-        await self.stream.send_headers(
-            [
-                (b":status", b"200"),
-                (b"content-type", EVENTSTREAM_CONTENT_TYPE),
-                (b"x-amzn-requestid", req_id.encode()),
-                (b"x-amzn-invoked-production-variant", variant.encode()),
-                (b"date", http_date()),
-            ]
-        )
-        while (event := await self.queue.get()) is not None:
-            await self.stream.send_data(event)
-            self.record.parts_out += 1
-        if self.queue.final_event is not None:
-            await self.stream.send_data(self.queue.final_event, end_stream=True)
-        else:
-            await self.stream.end()
+    def shutdown(self) -> None:
+        """The gateway is stopping: END_STREAM after what is queued, Close 1001 to the
+        container."""
+        self._fail(None, (1001, "gateway shutting down"), "gateway-shutdown")
+
+    async def _send_final(self) -> None:
+        stream = self.stream
+        stream.finish(self.final_event)
+        stream.conn.kick()
+        await stream.wait_sent()
         # From here on the client's DATA is acknowledged and dropped.
-        self.stream.drain()
+        stream.drain()
 
     async def _close_upstream(self) -> None:
         """The response is over: close the WebSocket (bounded wait for the container's echo)."""
@@ -433,30 +454,68 @@ class _Relay:
                 await self.up.flush()
         await self.up.aclose()
 
-    # -- client -> container -----------------------------------------------------------------
+    # -- client -> container (the Sink, called in the HTTP/2 reader task; never raises) ----
 
-    async def _client_to_container(self) -> None:
+    def on_data(self, data: bytes, flow_length: int) -> None:
+        self._pass_length += flow_length
+        if self._input_done:
+            return
         try:
-            while True:
-                item = await self.stream.receive()
-                if item is None:
-                    self._end_of_stream()
-                    await self._input_ended()
-                    return
-                data, length = item
-                parts, ended = self._decode(data)
-                for part in parts:
-                    self._forward(part)
-                await self.up.flush()
-                self.stream.ack(length)
-                if self.verifier is not None and self.verifier.failed:
-                    self.verifier.finish()  # raises the error that stopped the chain
-                if ended:
-                    self.record.final_frame = True
-                    await self._input_ended()
-                    return
+            parts, ended = self._decode(data)
+            for part in parts:
+                self._forward(part)
+            if self.verifier is not None and self.verifier.failed:
+                self.verifier.finish()  # raises the error that stopped the chain
+            if ended:
+                self.record.final_frame = True
+                self._input_ended()
         except (_ClientError, SignatureMismatchError, EventStreamError) as exc:
             self._client_failed(exc)
+        except Exception as exc:
+            self._input_done = True
+            self.stream.drain()
+            self._internal_error(exc)
+
+    def on_end(self) -> None:
+        if self._input_done:
+            return
+        try:
+            self._end_of_stream()
+        except (_ClientError, SignatureMismatchError, EventStreamError) as exc:
+            self._client_failed(exc)
+            return
+        except Exception as exc:
+            self._input_done = True
+            self._internal_error(exc)
+            return
+        self._input_ended()
+
+    def after_pass(self) -> None:
+        """Write this pass's frames (one write); give the window back once written."""
+        length, self._pass_length = self._pass_length, 0
+        up = self.up
+        if self._close_after_pass:
+            self._close_after_pass = False
+            up.write_nowait()
+            if up.proto.state == "open" and not up.broken:
+                up.proto.close(1000, "client closed input stream")
+                self.we_closed = True
+        if up.write_nowait():
+            length += self._unacked
+            self._unacked = 0
+            if length:
+                self.stream.ack(length)
+            return
+        # The container's socket is full: its window waits for the drain (back-pressure).
+        self._unacked += length
+        if not up.draining and self._nursery is not None:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the session is ending
+                self._nursery.start_soon(self._guard, up.flush)
+
+    def _ack_deferred(self) -> None:
+        if self._unacked:
+            length, self._unacked = self._unacked, 0
+            self.stream.ack(length)
 
     def _decode(self, data: bytes) -> tuple[list[PayloadPart], bool]:
         try:
@@ -496,23 +555,27 @@ class _Relay:
         self._in_message = not part.final
         self.record.parts_in += 1
 
-    async def _input_ended(self) -> None:
+    def _input_ended(self) -> None:
+        self._input_done = True
         self.stream.drain()
         if self.record.outcome == "open":
             self.record.outcome = "input-ended"
-        proto = self.up.proto
-        if proto.state == "open" and not self.up.broken:
-            proto.close(1000, "client closed input stream")
-            self.we_closed = True
-            await self.up.flush()
+        # The Close 1000 follows the frames of this pass in its own write (after_pass).
+        self._close_after_pass = True
+        if self._nursery is not None:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the session is ending
+                self._nursery.start_soon(self._guard, self._await_container_close)
+
+    async def _await_container_close(self) -> None:
         with trio.move_on_after(self.settings.close_timeout):
             await self.ws_closed.wait()
             return
         log.info("stream %d: no Close from the container, ending", self.stream.stream_id)
         self._gave_up_waiting = True
-        self.queue.finish(None)
+        self._end_response(None)
 
     def _client_failed(self, exc: Exception) -> None:
+        self._input_done = True
         if isinstance(exc, SignatureMismatchError):
             message = f"Event signature verification failed: {exc}"
             outcome = "bad-signature"
@@ -527,19 +590,28 @@ class _Relay:
 
     async def _container_reader(self) -> None:
         events: list[Any] | None = self.up.initial_events
+        stream = self.stream
+        conn = stream.conn
+        up = self.up
+        limit = self.settings.response_buffer
         while events is not None:
             for kind, payload, fin in events:
                 if kind in (TEXT, BINARY):
-                    await self.queue.put(payload_part_event(payload, text=kind == TEXT, final=fin))
+                    if not self.finished:
+                        stream.push(payload_part_event(payload, text=kind == TEXT, final=fin))
+                        self.record.parts_out += 1
                 elif kind == PONG and self.keepalive is not None:
                     self.keepalive.pong(payload, trio.current_time())
                 elif kind == CLOSE:
                     self._container_closed(*payload)
-            await self.up.flush()  # pongs, the echo of a Close
-            if self.up.proto.closed:
+            conn.kick()  # this batch's events: one write
+            await up.flush()  # pongs, the echo of a Close
+            if up.proto.closed:
                 break
-            events = await self.up.receive()
-        if not self.up.proto.closed:  # TCP ended without a Close handshake
+            if stream.out_pending > limit or conn.pending_output > WRITE_LOW_WATER:
+                await stream.wait_room(limit)  # the client's window, the socket
+            events = await up.receive()
+        if not up.proto.closed:  # TCP ended without a Close handshake
             if self.we_closed:
                 self._fail(None, (1000, ""), self.record.outcome)
             else:

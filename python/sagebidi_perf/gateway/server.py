@@ -15,7 +15,7 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import h2.config
 import h2.connection
@@ -26,6 +26,7 @@ from sagebidi_perf.gateway.certs import CertificatePaths, ensure_certificates, s
 from sagebidi_perf.gateway.h2conn import H2Connection
 from sagebidi_perf.gateway.relay import Gateway
 from sagebidi_perf.gateway.settings import GatewaySettings
+from sagebidi_perf.gateway.tls import TLSStream
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -38,30 +39,6 @@ NOT_TLS_MESSAGE = (
     "runtime endpoint). Use an https:// endpoint URL and trust the gateway's CA "
     "(SSL_CERT_FILE={ca}).\n"
 )
-
-
-class _Prefixed(trio.abc.Stream):
-    """A stream that first returns ``prefix`` (bytes already read to sniff the protocol)."""
-
-    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
-        self.inner = inner
-        self.prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self.prefix:
-            n = len(self.prefix) if max_bytes is None else max_bytes
-            data, self.prefix = self.prefix[:n], self.prefix[n:]
-            return data
-        return await self.inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def _read_at_least(
@@ -100,6 +77,15 @@ def _first_line(buf: bytes) -> str:
     return buf.split(b"\r\n", 1)[0][:100].decode("latin-1", "replace")
 
 
+def endpoint_url(host: str, port: int) -> str:
+    """``https://localhost:PORT`` for a loopback/any address, else ``https://host:PORT``."""
+    if host in ("0.0.0.0", "::", "127.0.0.1", "::1", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{port}"
+
+
 class GatewayServer:
     """Serves the gateway on ``settings.host:settings.port`` until cancelled or shut down."""
 
@@ -110,6 +96,7 @@ class GatewayServer:
         self.certs: CertificatePaths | None = None
         self.ssl_context: ssl.SSLContext | None = None
         self.connections: set[H2Connection] = set()
+        self._connections_changed = trio.Event()
         self._accepting = trio.CancelScope()
 
     @property
@@ -121,12 +108,8 @@ class GatewayServer:
     @property
     def endpoint_url(self) -> str:
         """What a client passes as ``endpoint_uri`` (``https://localhost:PORT`` on loopback)."""
-        host = self.settings.host
-        if host in ("0.0.0.0", "::", "127.0.0.1", "::1", ""):
-            host = "localhost"
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"https://{host}:{self.port}"
+        assert self.port is not None
+        return endpoint_url(self.settings.host, self.port)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Create/reuse the certificates, bind, and serve. ``task_status.started(port)``."""
@@ -138,6 +121,8 @@ class GatewayServer:
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         sock = trio.socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if settings.reuse_port:  # --workers: several processes accept on one port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             await sock.bind((settings.host, settings.port))
         except OSError as exc:
@@ -173,6 +158,8 @@ class GatewayServer:
             await conn.run()
         finally:
             self.connections.discard(conn)
+            changed, self._connections_changed = self._connections_changed, trio.Event()
+            changed.set()
 
     async def _negotiate(self, tcp: trio.SocketStream, peer: str) -> H2Connection | None:
         """Sniff the protocol, do TLS, check for the HTTP/2 preface. None: answered, close."""
@@ -189,7 +176,7 @@ class GatewayServer:
                 )
                 await self._refuse_plaintext(tcp, first, peer)
                 return None
-            tls = trio.SSLStream(_Prefixed(tcp, first), self.ssl_context, server_side=True)
+            tls = TLSStream(tcp, self.ssl_context, initial=first)
             await tls.do_handshake()
             alpn = tls.selected_alpn_protocol()
             head = await _read_at_least(
@@ -247,6 +234,31 @@ class GatewayServer:
         """Stop accepting new connections (open ones go on)."""
         self._accepting.cancel()
 
+    async def shutdown(self, grace: float | None = None) -> None:
+        """SIGTERM: stop accepting (the listening socket closes), answer new streams on open
+        connections with 503, let sessions finish for ``grace`` seconds (default
+        ``settings.shutdown_grace``), then end the rest cleanly (END_STREAM to the client after
+        what is queued, Close 1001 to the container) and say GOAWAY on every connection."""
+        settings = self.settings
+        grace = settings.shutdown_grace if grace is None else grace
+        self.cancel_accepting()
+        self.gateway.shutting_down = True
+        log.info(
+            "shutting down: %d sessions open, %.0f s grace", self.gateway.active_sessions, grace
+        )
+        with trio.move_on_after(grace):
+            await self.gateway.wait_idle()
+        if self.gateway.active_sessions:
+            log.info("grace period over: ending %d sessions", self.gateway.active_sessions)
+            self.gateway.end_sessions()
+            with trio.move_on_after(settings.close_timeout + 1):
+                await self.gateway.wait_idle()
+        for conn in list(self.connections):
+            conn.close_idle()
+        with trio.move_on_after(2):
+            while self.connections:
+                await self._connections_changed.wait()
+
 
 async def serve(
     settings: GatewaySettings,
@@ -278,4 +290,15 @@ async def serve(
                 async for signum in signals:
                     log.info("received %s: stopping", signal.Signals(signum).name)
                     break
+                # Graceful (``shutdown_grace``); a second signal stops at once.
+                with trio.CancelScope() as graceful:
+                    nursery.start_soon(_on_second_signal, signals, graceful)
+                    await server.shutdown()
                 nursery.cancel_scope.cancel()
+
+
+async def _on_second_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.info("received %s again: stopping now", signal.Signals(signum).name)
+        scope.cancel()
+        return

@@ -120,6 +120,10 @@ class GatewaySettings:
     #: Client RST_STREAMs tolerated per connection within 10 s before GOAWAY(ENHANCE_YOUR_CALM)
     #: (the rapid-reset attack, CVE-2023-44487).
     max_client_resets: int = 200
+    #: After SIGTERM, sessions may run on this long before they are ended (END_STREAM, 1001).
+    shutdown_grace: float = 30.0
+    #: SO_REUSEPORT on the listening socket (``--workers``: several processes, one port).
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -154,6 +158,8 @@ class GatewaySettings:
             raise ValueError("initial_window_size must be 65535 .. 2**31-1")
         if self.max_frame_size < 1 or self.response_buffer < 1:
             raise ValueError("max_frame_size and response_buffer must be positive")
+        if not (self.shutdown_grace >= 0 and math.isfinite(self.shutdown_grace)):
+            raise ValueError(f"shutdown_grace must be >= 0 seconds, got {self.shutdown_grace!r}")
         if self.max_client_resets < 1:
             raise ValueError("max_client_resets must be >= 1")
 
