@@ -8,7 +8,8 @@ engine on the same audio, in one run.
 Engine limit (no server), in a long-lived child process pinned to one core:
 
 * ``bare``: the reference's pocketsphinx loop (``Decoder(samprate=16000, fwdflat=False)``,
-  ``Endpointer(window=0.3, ratio=0.9, LOOSE)``, CMN reset per stream, ``process_raw`` per VAD
+  ``Endpointer(window=0.09, ratio=0.67, LOOSE)`` (what the model uses for Deepgram's default
+  ``endpointing=10``), CMN reset per stream, ``process_raw`` per VAD
   speech frame, ``hyp()`` every 0.25 s of speech, ``end_utt`` + ``seg()`` at each endpoint);
 * ``engine``: the model's own ``PocketsphinxStream`` (the same recipe plus its bookkeeping).
 
@@ -60,6 +61,8 @@ from typing import Any
 
 import harness
 
+from sagebidi_perf.models.transcribe.engine import vad_setting
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SPEECH = ROOT / "fixtures" / "speech"
@@ -67,6 +70,9 @@ LEVELS = (1, 2, 4, 6)
 WORKERS = 2
 FRAME_MS = 100
 PARTIAL_INTERVAL = 0.25
+# Deepgram's default `endpointing` (10 ms): the server and both engine passes use the VAD window
+# the model picks for it, so that they compare like with like.
+ENDPOINTING = 0.01
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 USABLE_CORES = sorted(os.sched_getaffinity(0))
 QUERY = "encoding=linear16&sample_rate=16000&channels=1&interim_results=true"
@@ -113,8 +119,9 @@ def _bare_pass(decoder: Any, cmn0: str, pcm: bytes) -> int:
     """The reference's streaming loop (Part B3) over ``pcm``; returns the finals' word count."""
     import pocketsphinx
 
+    window, ratio = vad_setting(ENDPOINTING)
     ep = pocketsphinx.Endpointer(
-        window=0.3, ratio=0.9, vad_mode=pocketsphinx.Vad.LOOSE, sample_rate=16000
+        window=window, ratio=ratio, vad_mode=pocketsphinx.Vad.LOOSE, sample_rate=16000
     )
     decoder.set_cmn(cmn0)
     fb = ep.frame_bytes
@@ -155,7 +162,7 @@ def _bare_pass(decoder: Any, cmn0: str, pcm: bytes) -> int:
 def _engine_pass(stream: Any, pcm: bytes) -> int:
     from sagebidi_perf.models.transcribe.engine import Hypothesis
 
-    stream.reset(partial_interval=PARTIAL_INTERVAL)
+    stream.reset(partial_interval=PARTIAL_INTERVAL, endpointing=ENDPOINTING)
     chunk = 16000 * 2 * FRAME_MS // 1000
     words = 0
     for off in range(0, len(pcm), chunk):
@@ -173,7 +180,7 @@ def _engine_realtime(stream: Any, pcm: bytes) -> list[float]:
     the time it came out minus the time the chunk holding its window end was fed."""
     from sagebidi_perf.models.transcribe.engine import Hypothesis
 
-    stream.reset(partial_interval=PARTIAL_INTERVAL)
+    stream.reset(partial_interval=PARTIAL_INTERVAL, endpointing=ENDPOINTING)
     chunk = 16000 * 2 * FRAME_MS // 1000
     fed_at: list[float] = []
     latencies: list[float] = []

@@ -183,7 +183,7 @@ class _NullStream:
 
     time = 0.0
 
-    def reset(self, *, partial_interval: float | None) -> None:
+    def reset(self, *, partial_interval: float | None, endpointing: float | None = None) -> None:
         pass
 
     def feed(self, pcm: bytes) -> list[object]:

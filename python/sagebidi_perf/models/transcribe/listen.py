@@ -9,11 +9,14 @@ third connection pinging every 10 ms (a harness like the benchmark's): ping RTT 
 / p99 180 ms in a thread, against p50 57-220 ms / p99 380-790 ms when the Trio thread decoded
 30-100 ms slices with a checkpoint between them (Trio polls I/O only between task batches), and
 seconds when it decoded whole messages. A slice is never cancelled half-way (the decoder stays
-consistent); a cancelled session waits for its current slice, then returns the decoders.
+consistent); a cancelled session waits for its current slice, then returns the decoders. A
+thread call returns as soon as a final is out (``feed(until_final=True)``): the final is sent
+first, the rest of the slice is decoded in the next call.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -148,8 +151,13 @@ class ListenStream:
         for transcriber, pcm in zip(self._channels, per_channel, strict=True):
             for offset in range(0, len(pcm), _SLICE_BYTES):
                 piece = pcm[offset : offset + _SLICE_BYTES]
-                for message in await trio.to_thread.run_sync(transcriber.feed, piece):
-                    await self._send(message)
+                while True:
+                    feed = functools.partial(transcriber.feed, piece, until_final=True)
+                    for message in await trio.to_thread.run_sync(feed):
+                        await self._send(message)
+                    if not transcriber.pending:
+                        break
+                    piece = b""
 
     # -- control ---------------------------------------------------------------------------
 
