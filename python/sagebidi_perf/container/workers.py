@@ -1,7 +1,8 @@
 """``--workers N``: N server processes sharing one port through SO_REUSEPORT.
 
 The parent starts the children, forwards SIGTERM/SIGINT to them, and exits with the worst exit
-code. Each child is a plain one-process server (``--workers 1 --reuse-port``)."""
+code (a child killed by the signal we forwarded, before it could handle it, counts as stopped).
+Each child is a plain one-process server (``--workers 1 --reuse-port``)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def run_workers(
         "--reuse-port",
     ]
     children = [subprocess.Popen(cmd) for _ in range(workers)]
+    forwarded: set[int] = set()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        forwarded.add(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -47,4 +50,6 @@ def run_workers(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return max((abs(code) for code in codes), default=0)
+    # A child still starting up when we forwarded the stop signal dies of it (its handlers are not
+    # installed yet): it served nothing, so that is a clean stop, not a failure.
+    return max((0 if -code in forwarded else abs(code) for code in codes), default=0)
