@@ -452,7 +452,9 @@ def test_random_event_sequences_match_the_model(
             assert rtt == expected_rtt
             assert rtt is None or rtt >= 0.0
         else:
+            # An unknown pong is ignored, but it still tells both clocks the time.
             assert ka.pong(b"junk" + bytes([which]), now) is None
+            assert model.pong(-1, now) is None
         # Invariants.
         assert ka.outstanding <= max_missed
         assert ka.outstanding == len(model.sent)
