@@ -21,17 +21,19 @@ import itertools
 import json
 import math
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
+import gevent.event  # type: ignore[import-untyped]
 from locust import User, constant, task
 
 from sagebidi_perf.client import Message, Session, connect_sagemaker, connect_ws
 from sagebidi_perf.client.errors import ClientTimeoutError, ModelStreamError
 from sagebidi_perf.loadtest import plugin
 from sagebidi_perf.loadtest.errors import MismatchError, ScenarioError, error_kind
-from sagebidi_perf.loadtest.fastpath import GeventStream, MessageStream
+from sagebidi_perf.loadtest.fastpath import PACER, GeventStream, MessageStream
 from sagebidi_perf.loadtest.metrics import Metrics
 from sagebidi_perf.loadtest.options import DEFAULT_SPEECH_PATH, DEFAULT_SPEECH_QUERY, Settings
 from sagebidi_perf.loadtest.sources import EchoPattern, word_errors
@@ -42,6 +44,13 @@ _perf = time.perf_counter
 _session_numbers = itertools.count(1)
 #: Seconds a user waits after a failed connect before the next try (no tight error loops).
 CONNECT_BACKOFF = 0.5
+
+
+def _times(n: int) -> array[float]:
+    """``n`` zeroed send times as raw doubles: one list of float objects per session (36,000
+    for an hour at 10 frames/s) made every full garbage collection walk them all, a pause of
+    hundreds of milliseconds at a thousand sessions; an array is not tracked by the collector."""
+    return array("d", bytes(8 * n))
 
 
 class _Failure(Exception):
@@ -235,44 +244,87 @@ class EchoUser(StreamingUser):
         pattern = _pattern(s.frame_bytes)
         n = self._frames_per_session
         sid = self.user_number * 1_000_000 + self.sessions_run
-        sent_at = [0.0] * n
+        sent_at = _times(n)
         interval = 0.0 if math.isinf(s.speed) else 1.0 / (s.frame_rate * s.speed)
         frame_events = s.frame_events
         record = metrics.hists["round_trip"].record_us
         itl = metrics.hists["itl"].record_us
 
+        received = [0, 0]  # echoes taken, echoes that matched
+        last_at = [0.0]  # when the last matching echo arrived
+
+        def on_message(message: Message) -> None:
+            """Echo number ``received[0]``: checked, then its metrics."""
+            i = received[0]
+            if i >= n:
+                return
+            received[0] = i + 1
+            now = message.received_at
+            data = message.data
+            metrics.frame_received(len(data), now)
+            problem = pattern.check(data, sid, i)
+            if problem is not None:
+                # Counted per frame; the session fails at its end (all frames still checked).
+                metrics.error("mismatch", now, problem)
+                errors.append(MismatchError(problem, counted=True))
+                return
+            rtt = now - sent_at[i]
+            record(int(rtt * 1e6))
+            if frame_events:
+                self.fire("frame", rtt, len(data))
+            if received[1] == 0:
+                metrics.ttft(rtt, now)
+                self.fire("ttft", rtt)
+            else:
+                itl(int((now - last_at[0]) * 1e6))
+            last_at[0] = now
+            received[1] += 1
+
+        def closed_early() -> ScenarioError:
+            return ScenarioError(
+                "closed_early", f"the server ended the stream after {received[0]} of {n} echoes"
+            )
+
         def receive(session: MessageStream, errors: list[BaseException]) -> None:
-            previous = 0.0
-            got = 0
-            for i in range(n):
+            while received[0] < n:
                 message = session.receive()
                 if message is None:
-                    raise ScenarioError(
-                        "closed_early", f"the server ended the stream after {i} of {n} echoes"
-                    )
-                now = message.received_at
-                data = message.data
-                metrics.frame_received(len(data), now)
-                problem = pattern.check(data, sid, i)
-                if problem is not None:
-                    # Counted per frame; the session fails at its end (all frames still checked).
-                    metrics.error("mismatch", now, problem)
-                    errors.append(MismatchError(problem, counted=True))
-                    continue
-                rtt = now - sent_at[i]
-                record(int(rtt * 1e6))
-                if frame_events:
-                    self.fire("frame", rtt, len(data))
-                if got == 0:
-                    metrics.ttft(rtt, now)
-                    self.fire("ttft", rtt)
-                else:
-                    itl(int((now - previous) * 1e6))
-                previous = now
-                got += 1
+                    raise closed_early()
+                on_message(message)
+
+        if interval and isinstance(session, GeventStream) and session.can_dispatch:
+            # Our client: one pacer sends every session's frames and the hub reads the echoes
+            # in callbacks (no greenlet of this session wakes per frame).
+            errors: list[BaseException] = []
+            all_back = gevent.event.Event()
+
+            def on_echo(message: Message) -> None:
+                on_message(message)
+                if received[0] >= n:
+                    all_back.set()
+                    session.detach()  # stop reading: the close handshake is the session's
+
+            def on_end(error: BaseException | None) -> None:
+                if error is None and received[0] < n:
+                    error = closed_early()
+                if error is not None:
+                    errors.append(error)
+                all_back.set()
+
+            session.dispatch(on_echo, on_end)
+            self._paced_sends(session, n, interval, pattern, sid, sent_at, errors)
+            if not all_back.wait(self.settings.receive_timeout + 1.0):
+                raise ClientTimeoutError("waiting for the replies", self.settings.receive_timeout)
+            if errors:
+                raise errors[0]
+            return None
 
         greenlet, errors = self.spawn_receiver(receive, session)
         jitter = metrics.hists["jitter"].record_us
+        if interval and isinstance(session, GeventStream):
+            self._paced_sends(session, n, interval, pattern, sid, sent_at, errors)
+            self.join_receiver(greenlet, errors)
+            return greenlet
         start = _perf()
         for i in range(n):
             if interval:
@@ -287,6 +339,84 @@ class EchoUser(StreamingUser):
             metrics.frame_sent(len(frame), now)
         self.join_receiver(greenlet, errors)
         return greenlet
+
+    def _paced_sends(
+        self,
+        stream: GeventStream,
+        n: int,
+        interval: float,
+        pattern: EchoPattern,
+        sid: int,
+        sent_at: array[float],
+        errors: list[BaseException],
+    ) -> None:
+        """The frames of :meth:`stream`, sent by the process's :data:`PACER` (the same schedule,
+        jitter and checks as the loop there; no greenlet of this session wakes per frame).
+        Returns once every frame is written, or raises what stopped the sends."""
+        metrics = self.metrics
+        jitter = metrics.hists["jitter"].record_us
+        frame_sent = metrics.frame_sent
+        frame = pattern.frame
+        send_nowait = stream.send_nowait
+        done = gevent.event.Event()
+        state: dict[str, Any] = {"i": 0, "failure": None, "writer": None, "cancelled": False}
+        start = _perf()
+
+        def stop(failure: BaseException | None = None) -> None:
+            state["failure"] = failure
+            done.set()
+
+        def resume() -> None:
+            """A writer greenlet: finish the last send, then hand the session back."""
+            try:
+                stream.finish_send()
+            except Exception as exc:
+                stop(exc)
+                return
+            state["writer"] = None
+            i = state["i"]
+            if i >= n:
+                stop()
+            elif not state["cancelled"]:
+                PACER.add(start + i * interval, step)
+
+        def step(due: float, now: float) -> float | None:
+            if state["cancelled"]:
+                return None
+            jitter(int((now - due) * 1e6))
+            i: int = state["i"]
+            data = frame(sid, i)
+            if errors and not isinstance(errors[0], ScenarioError):
+                stop()
+                return None
+            now = _perf()
+            sent_at[i] = now
+            try:
+                written = send_nowait(data)
+            except Exception as exc:
+                stop(exc)
+                return None
+            frame_sent(len(data), now)
+            i += 1
+            state["i"] = i
+            if not written:
+                state["writer"] = gevent.spawn(resume)
+                return None
+            if i >= n:
+                stop()
+                return None
+            return start + i * interval
+
+        PACER.add(start, step)
+        try:
+            done.wait()
+        finally:
+            state["cancelled"] = True
+            writer = state["writer"]
+            if writer is not None and not writer.dead:
+                writer.kill(block=True, timeout=1.0)
+        if state["failure"] is not None:
+            raise state["failure"]
 
 
 _patterns: dict[int, EchoPattern] = {}
@@ -333,7 +463,7 @@ class SpeechUser(StreamingUser):
         frames = clip.frames * loops
         n = len(frames)
         fs = clip.frame_seconds
-        sent_at = [0.0] * n
+        sent_at = _times(n)
         sent_count = [0]
         finals: list[str] = []
         status: dict[str, Any] = {"metadata": False, "last_final": 0.0}
