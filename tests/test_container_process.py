@@ -153,6 +153,62 @@ async def test_workers_share_one_port(spawn: list[subprocess.Popen[bytes]]) -> N
     assert not any(alive(child) for child in children)
 
 
+WHOAMI = """
+import os
+from sagebidi_perf.container import Model, Session
+
+
+class WhoAmI(Model):
+    async def session(self, session: Session) -> None:
+        async for _ in session:
+            await session.send(str(os.getpid()))
+"""
+
+
+async def _until_both_workers_answer(port: int) -> None:
+    """Hold sessions open until two different workers have answered (both are accepting)."""
+    clients = []
+    try:
+        with trio.fail_after(30):
+            seen: set[str] = set()
+            while len(seen) < 2:
+                client = await connect(port)
+                clients.append(client)
+                await client.send("who?")
+                seen.add(str(await client.receive()))
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_workers_share_the_load(spawn: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """One accept queue shared by the workers: the less busy worker takes the next connection
+    (with SO_REUSEPORT's hashing, 8 held sessions split 8/0 or 7/1 29 % of the time)."""
+    (tmp_path / "whoami.py").write_text(WHOAMI)
+    port = free_port()
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = start(spawn, "--port", str(port), "--workers", "2", "--model", "whoami:WhoAmI", env=env)
+    await wait_ping(port)
+    assert len(child_pids(proc.pid)) == 2
+    await _until_both_workers_answer(port)
+    clients = []
+    served_by: list[str] = []
+    try:
+        for _ in range(8):  # held open, one after another
+            client = await connect(port)
+            clients.append(client)
+            await client.send("who?")
+            served_by.append(str(await client.receive()))
+    finally:
+        for client in clients:
+            await client.aclose()
+    counts = sorted(served_by.count(pid) for pid in set(served_by))
+    assert len(counts) == 2, served_by
+    assert counts[0] >= 3, served_by
+    proc.send_signal(signal.SIGTERM)
+    assert await trio.to_thread.run_sync(proc.wait, 30) == 0
+
+
 def test_bad_settings_fail_fast_with_a_message() -> None:
     result = subprocess.run(
         [*entrypoint(), "--model", "no_such_module:Model"],

@@ -44,6 +44,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="seconds sessions may run on after SIGTERM [default: 20]",
     )
     p.add_argument("--reuse-port", action="store_true", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
 
 
@@ -225,6 +226,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
             ping_interval=args.ping_interval,
             shutdown_grace=args.shutdown_grace,
             reuse_port=args.reuse_port,
+            listen_fd=args.listen_fd,
         )
     except ValueError as exc:
         print(f"sagebidi serve: {exc}", file=sys.stderr)
@@ -237,7 +239,15 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return 2
         child = [a for a in argv if a not in ("--reuse-port",)]
         child = _without_option(child, "--workers")
-        return run_workers([*child, "--port", str(settings.port)], settings.workers)
+        try:
+            return run_workers(
+                [*child, "--port", str(settings.port)],
+                settings.workers,
+                listen=(settings.host, settings.port),
+            )
+        except OSError as exc:  # binding the shared socket
+            print(f"sagebidi serve: {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+            return 1
 
     from sagebidi_perf.container.model import load_model
     from sagebidi_perf.container.server import run

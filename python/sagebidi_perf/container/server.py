@@ -19,6 +19,13 @@ __all__ = ["ContainerServer", "serve"]
 
 log = logging.getLogger("sagebidi.container")
 
+#: Shared accept queue (``--workers``): how long a worker waits per open connection before
+#: accepting, so that the least busy worker takes the next connection.
+ACCEPT_DELAY = 0.001
+ACCEPT_DELAY_MAX = 0.01
+ACCEPT_BATCH = 64
+_ACCEPT_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
 
 def _listen_socket(settings: ServerSettings) -> trio.socket.SocketType:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -45,12 +52,32 @@ class ContainerServer:
         self._accepting = trio.CancelScope()
         self._all_closed = trio.Event()
         self._connections = 0
+        self._shared: socket.socket | None = None
 
     def _is_ready(self) -> bool:
         return self.ready
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind, start loading the model, and serve. ``task_status.started(port)`` after binding."""
+        if self.settings.listen_fd is not None:
+            self._shared = socket.socket(fileno=self.settings.listen_fd)
+            sock = trio.socket.from_stdlib_socket(self._shared)
+        else:
+            sock = await self._bind()
+        self.port = sock.getsockname()[1]
+        listener = trio.SocketListener(sock)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._load_model)
+            task_status.started(self.port)
+            with self._accepting:
+                if self.settings.listen_fd is None:
+                    await trio.serve_listeners(
+                        self._handle_connection, [listener], handler_nursery=nursery
+                    )
+                else:
+                    await self._accept_shared(listener, nursery)
+
+    async def _bind(self) -> trio.socket.SocketType:
         sock = _listen_socket(self.settings)
         try:
             await sock.bind((self.settings.host, self.settings.port))
@@ -60,15 +87,37 @@ class ContainerServer:
                 raise OSError(exc.errno, f"port {self.settings.port} is already in use") from exc
             raise
         sock.listen(4096)
-        self.port = sock.getsockname()[1]
-        listener = trio.SocketListener(sock)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._load_model)
-            task_status.started(self.port)
-            with self._accepting:
-                await trio.serve_listeners(
-                    self._handle_connection, [listener], handler_nursery=nursery
-                )
+        return sock
+
+    async def _accept_shared(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        assert self._shared is not None
+        """Accept from a queue shared with the other workers. Every worker is woken for a new
+        connection; one with open connections waits ``ACCEPT_DELAY`` per connection (at most
+        ``ACCEPT_DELAY_MAX``) before taking it, so the least busy worker usually gets it (with
+        SO_REUSEPORT the kernel hashes connections to workers whatever their load). A burst is
+        still taken quickly: after the wait, connections already queued are accepted at once."""
+        while True:
+            if self._connections:
+                await trio.sleep(min(ACCEPT_DELAY * self._connections, ACCEPT_DELAY_MAX))
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+                    raise
+                log.error("accept failed (%s); retrying in 100 ms", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._handle_connection, stream)
+            for _ in range(ACCEPT_BATCH):  # the rest of a burst, without waiting again
+                try:
+                    conn, _addr = self._shared.accept()  # non-blocking (Trio set it so)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    log.error("accept failed (%s)", exc)
+                    break
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+                nursery.start_soon(self._handle_connection, stream)
 
     async def _load_model(self) -> None:
         await self.model.load()

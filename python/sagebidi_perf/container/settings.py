@@ -55,6 +55,9 @@ class ServerSettings:
     close_grace: float = 5.0
     #: Bind with SO_REUSEPORT (set for worker processes sharing one port).
     reuse_port: bool = False
+    #: A listening socket inherited from the ``--workers`` parent: the workers share one accept
+    #: queue, and the less busy one takes the next connection (see ``ContainerServer``).
+    listen_fd: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -7,6 +7,7 @@ Each child is a plain one-process server (``--workers 1 --reuse-port``)."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -21,19 +22,27 @@ def run_workers(
     *,
     module: str = "sagebidi_perf.container",
     on_started: Callable[[], None] | None = None,
+    listen: tuple[str, int] | None = None,
 ) -> int:
     """Run ``python -m module *child_args --workers 1 --reuse-port`` ``workers`` times;
-    ``on_started()`` runs once they are started (the gateway waits for its port there)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        module,
-        *child_args,
-        "--workers",
-        "1",
-        "--reuse-port",
-    ]
-    children = [subprocess.Popen(cmd) for _ in range(workers)]
+    ``on_started()`` runs once they are started (the gateway waits for its port there).
+
+    With ``listen=(host, port)`` the parent binds and listens itself and the children inherit
+    that one socket (``--listen-fd N`` instead of ``--reuse-port``): one accept queue, from
+    which the least busy worker takes each connection."""
+    cmd = [sys.executable, "-m", module, *child_args, "--workers", "1"]
+    shared: socket.socket | None = None
+    if listen is None:
+        cmd.append("--reuse-port")
+    else:
+        host, port = listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        shared = socket.create_server((host, port), family=family, backlog=4096)
+        cmd += ["--listen-fd", str(shared.fileno())]
+    pass_fds = () if shared is None else (shared.fileno(),)
+    children = [subprocess.Popen(cmd, pass_fds=pass_fds) for _ in range(workers)]
+    if shared is not None:
+        shared.close()  # the children hold it now
     forwarded: set[int] = set()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
