@@ -22,6 +22,8 @@ import ssl
 
 import trio
 
+from sagebidi_perf.gateway.sockwrite import DirectSocketWriter
+
 __all__ = ["TLSStream"]
 
 READ_SIZE = 1024 * 1024
@@ -29,26 +31,20 @@ READ_SIZE = 1024 * 1024
 RECORD_READ = 64 * 1024
 
 
-class TLSStream(trio.abc.Stream):
+class TLSStream(DirectSocketWriter, trio.abc.Stream):
     """TLS (server side) over ``tcp``; ``initial`` = ciphertext already read (protocol sniff)."""
 
     def __init__(
         self, tcp: trio.SocketStream, context: ssl.SSLContext, *, initial: bytes = b""
     ) -> None:
         self.tcp = tcp
-        self.socket = tcp.socket
+        self._init_writer(tcp.socket)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._obj = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         if initial:
             self._incoming.write(initial)
-        #: Ciphertext produced but not yet taken by the kernel.
-        self.pending = bytearray()
-        #: The TCP connection failed or was closed (writes are dropped from then on).
-        self.broken = False
         self._eof = False
-        self._draining = False
-        self._drained = trio.Event()
 
     # -- handshake -----------------------------------------------------------------------------
 
@@ -163,58 +159,11 @@ class TLSStream(trio.abc.Stream):
             except ssl.SSLError:
                 self.broken = True
                 return True
-        out = self._outgoing.read()
-        if not out:
-            return not self.pending
-        if self.pending:
-            self.pending += out
-            return False
-        sent = self._write(out)
-        if sent < len(out):
-            self.pending += memoryview(out)[sent:]
-            return False
-        return True
-
-    def _write(self, data: bytes | bytearray | memoryview) -> int:
-        fd = self.socket.fileno()  # -1 once closed: never write to a recycled fd number
-        if fd < 0:
-            self._lost()
-            return len(data)
-        try:
-            return os.write(fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            self._lost()
-            return len(data)
-
-    def _lost(self) -> None:
-        self.broken = True
-        self.pending.clear()
-
-    @property
-    def draining(self) -> bool:
-        return self._draining
+        return self._push(self._outgoing.read())
 
     async def drain(self) -> None:
         """Send :attr:`pending` (waiting for the socket); one task drains, others wait for it."""
-        if self._draining:
-            await self._drained.wait()
-            return
-        self._draining = True
-        try:
-            while self.pending and not self.broken:
-                try:
-                    await trio.lowlevel.wait_writable(self.socket)
-                except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                    self._lost()
-                    break
-                sent = self._write(self.pending)
-                del self.pending[:sent]
-        finally:
-            self._draining = False
-            drained, self._drained = self._drained, trio.Event()
-            drained.set()
+        await self._drain_pending()
 
     # -- trio.abc.Stream ----------------------------------------------------------------------
 

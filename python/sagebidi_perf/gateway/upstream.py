@@ -13,6 +13,7 @@ import h11
 import trio
 
 from sagebidi_perf.gateway.settings import Upstream
+from sagebidi_perf.gateway.sockwrite import DirectSocketWriter
 from sagebidi_perf.websocket import WebSocketConnection, WebSocketEvent, accept_key, generate_key
 
 __all__ = ["UpstreamConnection", "UpstreamError", "open_upstream"]
@@ -37,7 +38,7 @@ class UpstreamError(Exception):
         self.body = body
 
 
-class UpstreamConnection:
+class UpstreamConnection(DirectSocketWriter):
     """An open WebSocket to the container.
 
     Writes: :meth:`write_nowait` hands what the protocol core queued to the kernel without
@@ -55,78 +56,27 @@ class UpstreamConnection:
         initial_events: list[WebSocketEvent],
     ) -> None:
         self.stream = stream
-        self.socket = stream.socket
+        self._init_writer(stream.socket)
         self.proto = proto
         self.target = target
         #: Events carried by the bytes that followed the 101 (a greeting from the container).
         self.initial_events = initial_events
-        #: Bytes the kernel did not take yet.
-        self.pending = bytearray()
         #: Called (synchronously) when :attr:`pending` became empty after a wait.
         self.on_drained: Callable[[], None] | None = None
-        self.draining = False
-        self._drained = trio.Event()
-        #: The TCP connection broke or was closed under us.
-        self.broken = False
 
     def write_nowait(self) -> bool:
         """Write what the protocol core has queued as far as the kernel takes it now; True if
         nothing is left pending (or the connection is broken: the bytes are dropped)."""
-        data = self.proto.outgoing()
-        if self.broken:
-            return True
-        if data:
-            if self.pending:
-                self.pending += data
-                return False
-            sent = self._write(data)
-            if sent < len(data):
-                self.pending += memoryview(data)[sent:]
-                return False
-        return not self.pending
-
-    def _write(self, data: bytes | bytearray | memoryview) -> int:
-        fd = self.socket.fileno()  # -1 once closed: never write to a recycled fd number
-        if fd < 0:
-            self._lost()
-            return len(data)
-        try:
-            return os.write(fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            self._lost()
-            return len(data)
-
-    def _lost(self) -> None:
-        self.broken = True
-        self.pending.clear()
+        return self._push(self.proto.outgoing())
 
     async def flush(self) -> None:
         """Write whatever the protocol core has queued, waiting for the socket if needed (sets
         :attr:`broken` on failure)."""
         if self.write_nowait():
             return
-        if self.draining:
-            await self._drained.wait()
-            return
-        self.draining = True
-        try:
-            while self.pending and not self.broken:
-                try:
-                    await trio.lowlevel.wait_writable(self.socket)
-                except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                    self._lost()
-                    break
-                sent = self._write(self.pending)
-                del self.pending[:sent]
-                if not self.pending:
-                    self.write_nowait()  # what the core queued meanwhile
-        finally:
-            self.draining = False
-            drained, self._drained = self._drained, trio.Event()
-            drained.set()
-        if not self.pending and self.on_drained is not None:
+        was_draining = self.draining
+        await self._drain_pending(refill=self.write_nowait)
+        if not was_draining and not self.pending and self.on_drained is not None:
             self.on_drained()
 
     async def receive(self) -> list[WebSocketEvent] | None:
